@@ -198,7 +198,7 @@ def test_mschapv2_name_must_match_identity(users):
     assert steps[-1].reason == "MSCHAPv2 response names bob, but the EAP identity was alice"
 
 
-def test_client_rejecting_authenticator_response_fails(users, monkeypatch):
+def test_client_rejecting_authenticator_response_fails(users):
     peer = Peer("alice", "clientPass")
     server = EapServer(users, identity="alice")
     step = server.receive(peer.answer(server.start()))
