@@ -452,8 +452,10 @@ class Responder:
         ike_sa.children.clear()
         was_up = ike_sa.established > 0
         if ike_sa.lease is not None and self.policy.pool is not None:
-            self.policy.pool.release(ike_sa.name)
-        if was_up:
+            self.policy.pool.release(ike_sa.lease.owner)
+        if ike_sa.close_reason == "rekeyed":
+            pass  # the session lives on in the new IKE SA
+        elif was_up:
             log.info("session %s of %s from %s ended: %s", ike_sa.session_id, ike_sa.user,
                      ike_sa.peer, reason)
             self._out.append(act.SessionDown(session_info(ike_sa), reason))
