@@ -331,6 +331,7 @@ def test_pool_exhausted_is_reported(make_responder):
 
 def eap_login(r, client, peer, now=T0):
     reply, _ = exchange(r, client, client.auth_first(), now)
+    client.id_r_body = reply.first(IdPayload, PayloadType.IDr).body()
     all_replies = [reply]
     while True:
         eap = reply.first(EapPayload)
@@ -530,10 +531,7 @@ def test_message_outside_the_window_is_dropped(make_responder):
 
 def test_malformed_inner_payload_gets_invalid_syntax_but_keeps_established_sa(make_responder):
     r, client = established(make_responder)
-    # A TSi with a broken length inside a valid encrypted CREATE_CHILD_SA.
-    bad = TsPayload(PayloadType.TSi, ())
-    datagrams = client.request(ExchangeType.CREATE_CHILD_SA, [bad])
-    # Damage: replace the inner with a syntactically wrong SA payload via raw bytes.
+    # A DELETE whose SPI count does not match its length, inside a valid SK payload.
     from firmware.ike import sk
     from firmware.ike.message import UnknownPayload as U
     header = Header(client.spi_i, client.spi_r, 0, ExchangeType.INFORMATIONAL, 0x08,
@@ -543,7 +541,6 @@ def test_malformed_inner_payload_gets_invalid_syntax_but_keeps_established_sa(ma
     reply = client.open(only(r.receive(raw, CLIENT, BOX, T0), act.Send).datagrams)
     assert reply.first(NotifyPayload).type == Notify.INVALID_SYNTAX
     assert len(r.sessions()) == 1
-    del datagrams
 
 
 # --- CREATE_CHILD_SA ---------------------------------------------------------------
