@@ -59,7 +59,6 @@ class Daemon:
         self.pool = AddressPool(self.cfg["pool"]["ipv4"], self.cfg["pool"]["ipv6"])
         self.credentials = self.pki.ensure([self.cfg["box"]["identity"]])
         self.responder = Responder(self._policy())
-        self.trace_log = logging.getLogger("ikebox.trace")
 
     # --- configuration -------------------------------------------------------------
 
@@ -275,7 +274,11 @@ class Daemon:
             if got is None:
                 return
             data, remote, local = got
-            self._carry_out(self.responder.receive(data, remote, local, time.time()))
+            try:
+                self._carry_out(self.responder.receive(data, remote, local, time.time()))
+            except Exception:  # noqa: BLE001 - one bad datagram must not stop the box
+                log.exception("internal error handling a datagram from %s:%d; dropped",
+                              remote[0], remote[1])
         self._wake.set()
 
     async def _timers(self) -> None:
@@ -368,10 +371,8 @@ class Daemon:
             log.warning("removing CHILD_SA reqid %d failed: %s", action.child.reqid, exc)
 
     def _trace(self, record: dict[str, Any]) -> None:
+        # The responder already logged the record at DEBUG (ikebox.ike).
         self.traces.append(record)
-        if record["level"] <= 1:
-            self.trace_log.debug("%s %s: %s", record.get("ike_sa") or "-",
-                                 record.get("event"), record.get("text"))
         self._publish("trace", record, trace_level=record["level"])
 
     def _failure(self, action: act.Failure) -> None:

@@ -85,9 +85,11 @@ class Responder:
                     now >= ike_sa.deadline:
                 step = {State.HALF_OPEN: "IKE_AUTH", State.EAP: "EAP",
                         State.AUTH_FINAL: "final AUTH"}[ike_sa.state]
-                reason = (f"the client did not send its {step} message in time; it may "
-                          f"have given up (for example over an untrusted certificate)")
-                self._fail(ike_sa, "protocol", step, reason)
+                known = getattr(ike_sa.eap, "pending_failure", None)
+                reason = known or (f"the client did not send its {step} message in time; it "
+                                   f"may have given up (for example over an untrusted "
+                                   f"certificate)")
+                self._fail(ike_sa, "auth" if known else "protocol", step, reason)
                 self._remove(ike_sa, reason)
             elif ike_sa.pending is not None:
                 self._retransmit(ike_sa)

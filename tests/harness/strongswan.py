@@ -120,6 +120,7 @@ charon {{
       cfg = 2
       enc = 1
       time_format = %H:%M:%S
+      flush_line = yes
     }}
   }}
   plugins {{

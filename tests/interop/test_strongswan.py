@@ -193,13 +193,12 @@ def test_proposal_mismatch_is_explained(lab):
 def test_ke_for_a_group_we_do_not_prefer(lab):
     lab = lab()
     lab.box.add_user("alice", PASSWORD)
-    # strongSwan guesses its first group (MODP_3072) for KE; the box prefers the
-    # first acceptable one it also lists... both are acceptable, so it must use the
-    # client's guess; with a group list that the box only partly accepts, the client
-    # must retry after INVALID_KE_PAYLOAD.
+    # strongSwan sends its KE for the first group it lists (MODP_1024, refused by the
+    # secure profile); ECP_256 is in the same proposal, so the box answers
+    # INVALID_KE_PAYLOAD naming ECP_256 and the client retries with it.
     lab.connect(lab.conn(proposals="aes256gcm16-prfsha256-modp1024-ecp256"))
     log = lab.charon.log()
-    assert "INVALID_KE_PAYLOAD" in log, log
+    assert "peer didn't accept DH group MODP_1024, it requested ECP_256" in log, log
     assert_established_with_pool_address(lab)
     trace = " ".join(r["text"] for r in lab.box.call("trace", limit=500))
     assert "asking it to use ECP_256" in trace
