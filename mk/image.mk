@@ -1,0 +1,26 @@
+# The SD-card image (docs/provisioning.md).
+#   make image                       build/ikebox-<version>-arm64.img (+ .bmap, .sha256)
+#   make flash DEVICE=/dev/sdX [BOX=branch.toml] [YES=1]
+#   make test-provisioning           fast: flash checks, seed, assembly (in `make test`)
+#   make test-image                  builds the image, boots it under qemu, checks it
+IMAGE_CACHE ?= /var/cache/ikebox-image
+IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= build/ikebox-$(IMAGE_VERSION)-arm64.img
+
+.PHONY: image flash test-provisioning test-image image-pins
+
+image: deps
+	IKEBOX_IMAGE_CACHE=$(IMAGE_CACHE) $(PY) -m provisioning.build --out build $(if $(SSH),--ssh)
+
+flash:
+	@test -n "$(DEVICE)" || { echo "usage: make flash DEVICE=/dev/sdX [BOX=seed.toml] [YES=1]" >&2; exit 2; }
+	$(PY) -m provisioning.flash --image $(IMAGE) $(if $(BOX),--seed $(BOX)) $(if $(YES),--yes) $(DEVICE)
+
+test-provisioning: deps
+	$(PYTEST) -q tests/unit/test_provisioning_flash.py tests/unit/test_provisioning_seed.py \
+		tests/unit/test_provisioning_image.py
+
+test-image: deps image
+	IKEBOX_IMAGE=$(IMAGE) $(PYTEST) -q tests/image
+
+TEST_TIERS += test-provisioning

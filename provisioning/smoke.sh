@@ -1,0 +1,40 @@
+#!/bin/sh
+# Boot self-test, run only with `ikebox.smoke` on the kernel command line (the qemu
+# boot test adds it). Reports on the serial console as IKEBOX-SMOKE lines; the host
+# reads them, runs its own checks through port forwards, then stops the VM.
+out() { echo "IKEBOX-SMOKE $*"; }
+py=/opt/ikebox/venv/bin/python
+units="ikebox.service ikebox-webui.service ikebox-leds.service"
+
+# Wait (bounded) for the services to settle; a unit still activating after 240 s
+# is reported as such.
+i=0
+while [ $i -lt 240 ]; do
+    pending=0
+    for u in $units; do
+        case $(systemctl is-active "$u") in activating|reloading|inactive) pending=1;; esac
+    done
+    [ $pending = 0 ] && break
+    sleep 1; i=$((i + 1))
+done
+for u in $units ikebox-firstboot.service systemd-networkd.service; do
+    out "unit $u $(systemctl is-active "$u")"
+done
+out "failed-units $(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | tr '\n' ' ')"
+out "root-size-kib $(df -k --output=size / | tail -n1 | tr -d ' ')"
+out "machine-id $(grep -cE '^[0-9a-f]{32}$' /etc/machine-id)"
+out "journal-persistent $(test -d /var/log/journal && echo yes || echo no)"
+out "swap $(awk 'NR > 1' /proc/swaps | wc -l)"
+out "seed-left $(ls /boot/firmware | grep -c ikebox-seed)"
+if [ -f /var/lib/ikebox-webui/admin.json ]; then
+    out "admin-json $(stat -c '%U %a' /var/lib/ikebox-webui/admin.json)"
+else
+    out "admin-json absent"
+fi
+out "identity $(sed -n 's/^identity = //p' /etc/ikebox/ikebox.toml | head -n1)"
+out "users $(/opt/ikebox/venv/bin/ikebox user list --json 2>/dev/null | $py -c \
+    'import json,sys; print(" ".join(sorted(u["name"] for u in json.load(sys.stdin))))')"
+out "listen-tcp $(ss -Hltn | awk '{print $4}' | tr '\n' ' ')"
+out "listen-udp $(ss -Hlun | awk '{print $4}' | tr '\n' ' ')"
+out "status $(/opt/ikebox/venv/bin/ikebox show status --json 2>&1 | tr -d '\n')"
+out "done"
