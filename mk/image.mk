@@ -13,8 +13,10 @@ image: deps
 	IKEBOX_IMAGE_CACHE=$(IMAGE_CACHE) $(PY) -m provisioning.build --out build $(if $(SSH),--ssh)
 
 flash:
-	@test -n "$(DEVICE)" || { echo "usage: make flash DEVICE=/dev/sdX [BOX=seed.toml] [YES=1]" >&2; exit 2; }
-	$(PY) -m provisioning.flash --image $(IMAGE) $(if $(BOX),--seed $(BOX)) $(if $(YES),--yes) $(DEVICE)
+	@test -n "$(DEVICE)" || \
+		{ echo "usage: make flash DEVICE=/dev/sdX [BOX=seed.toml] [YES=1]" >&2; exit 2; }
+	$(PY) -m provisioning.flash --image $(IMAGE) $(if $(BOX),--seed $(BOX)) \
+		$(if $(YES),--yes) $(DEVICE)
 
 test-provisioning: deps
 	$(PYTEST) -q tests/unit/test_provisioning_flash.py tests/unit/test_provisioning_seed.py \
@@ -24,3 +26,6 @@ test-image: deps image
 	IKEBOX_IMAGE=$(IMAGE) $(PYTEST) -q tests/image
 
 TEST_TIERS += test-provisioning
+
+image-pins: deps
+	$(PY) -m provisioning.pins

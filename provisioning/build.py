@@ -122,7 +122,8 @@ def layer(root: Path, work: Path, image_version: str) -> None:
         if log_file.is_file():
             log_file.unlink()
     (root / "etc/ikebox-release").write_text(
-        f"IKEBOX_VERSION={image_version}\nBUILT={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+        f"IKEBOX_VERSION={image_version}\n"
+        f"BUILT={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
 
 
 def build(out_dir: Path, cache: Path, ssh: bool = False) -> Path:

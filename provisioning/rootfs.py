@@ -145,7 +145,8 @@ def build_base(cache: Path, extra_packages: list[str]) -> Path:
               'chroot "$1" update-initramfs -c -k "$ver"',
               # Copies the kernel, initrd and device trees to /boot/firmware and
               # writes config.txt and cmdline.txt from /etc/default/raspi-firmware.
-              'DEB_MAINT_PARAMS=configure chroot "$1" /etc/kernel/postinst.d/z50-raspi-firmware "$ver"'),
+              'DEB_MAINT_PARAMS=configure chroot "$1" '
+              '/etc/kernel/postinst.d/z50-raspi-firmware "$ver"'),
         _hook('mkdir -p "$1/tmp/wheels"'),
         f"copy-in {shlex.quote(str(wheels))}/. /tmp/wheels",
         _hook(f'chroot "$1" python3 -m venv {VENV}',
@@ -161,7 +162,10 @@ def build_base(cache: Path, extra_packages: list[str]) -> Path:
     ]
     cmd = ["mmdebstrap", "--mode=root", "--architectures=arm64", "--variant=apt",
            "--components=main non-free-firmware", "--skip=download/empty",
-           "--skip=essential/unlink", "--include=" + ",".join(pkgs)]
+           "--skip=essential/unlink", "--include=" + ",".join(pkgs),
+           # Our /etc/default/raspi-firmware and initramfs module list are in place
+           # before their packages: keep them, never prompt.
+           "--dpkgopt=force-confold", "--dpkgopt=force-confdef"]
     for h in setup:
         cmd.append(f"--setup-hook={h}")
     for h in essential:

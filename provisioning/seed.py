@@ -351,7 +351,8 @@ def apply_seed(seed: Seed, root: Path = Path("/"), *, web_user: str = WEB_USER,
     try:
         if seed.identity is not None:
             text = config.read_text() if config.exists() else ""
-            _write_atomic(config, set_box_key(text, "identity", seed.identity).encode(), 0o644, None)
+            text = set_box_key(text, "identity", seed.identity)
+            _write_atomic(config, text.encode(), 0o644, None)
             done.append("identity")
             after_each and after_each("identity")
         if seed.wan is not None:

@@ -20,7 +20,8 @@ done
 for u in $units ikebox-firstboot.service systemd-networkd.service; do
     out "unit $u $(systemctl is-active "$u")"
 done
-out "failed-units $(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | tr '\n' ' ')"
+failed=$(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | tr '\n' ' ')
+out "failed-units $failed"
 out "root-size-kib $(df -k --output=size / | tail -n1 | tr -d ' ')"
 out "machine-id $(grep -cE '^[0-9a-f]{32}$' /etc/machine-id)"
 out "journal-persistent $(test -d /var/log/journal && echo yes || echo no)"

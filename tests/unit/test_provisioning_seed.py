@@ -14,7 +14,8 @@ from firmware.users import UserStore, nt_password_hash
 from provisioning import seed as seedmod
 from provisioning.seed import SeedError, apply_file, apply_seed, parse_seed
 
-OVERLAY_CONFIG = Path(__file__).resolve().parents[2] / "provisioning/overlay/etc/ikebox/ikebox.toml"
+REPO = Path(__file__).resolve().parents[2]
+OVERLAY_CONFIG = REPO / "provisioning/overlay/etc/ikebox/ikebox.toml"
 # A real argon2id hash (argon2-cffi, of a throwaway password) so the format check is real.
 ADMIN_HASH = ("$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHRzb21lc2FsdA"
               "$RdescudvJCsgt3ub+b+dWRWJTmaaJObG3ogzNz5Ub3M")
@@ -140,7 +141,8 @@ def test_identity_is_added_when_config_has_no_box_section(box):
     ("[wan]\ndhcp = true\naddress = \"192.0.2.10/24\"", "excludes address"),
     ("[wan]\ndns = [\"resolver.example\"]\ndhcp = true", "[wan] dns"),
     (f"[webui]\nadmin_password_hash = \"{SECRET}\"", "argon2id"),
-    ("[webui]\nadmin_password_hash = \"$argon2i$v=19$m=65536,t=3,p=4$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\"",
+    ("[webui]\nadmin_password_hash = "
+     "\"$argon2i$v=19$m=65536,t=3,p=4$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\"",
      "argon2id"),
     (f"[[users]]\nname = \"a b\"\npassword = \"{SECRET}\"", "spaces"),
     (f"[[users]]\nname = \"a\"\npassword = \"{SECRET}\"\npassword_nt_hash = \"00\"",

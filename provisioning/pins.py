@@ -1,0 +1,41 @@
+"""`make image-pins`: resolve requirements.txt for the image (linux/aarch64, CPython
+3.11) and write the exact versions to provisioning/pins.txt."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .rootfs import PINS
+
+REPO = Path(__file__).resolve().parent.parent
+HEADER = PINS.read_text().split("\n\n")[0] if PINS.exists() else ""
+
+
+def resolve() -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "-d", tmp, "--only-binary=:all:",
+             "--python-version", "3.11", "--implementation", "cp",
+             "--platform", "manylinux2014_aarch64", "--platform", "manylinux_2_17_aarch64",
+             "--platform", "manylinux_2_28_aarch64", "--platform", "any",
+             "-r", str(REPO / "requirements.txt")], check=True)
+        pins = []
+        for wheel in sorted(Path(tmp).glob("*.whl")):
+            name, version = wheel.name.split("-")[:2]
+            pins.append(f"{re.sub(r'[-_.]+', '-', name).lower()}=={version}")
+    return pins
+
+
+def main() -> int:
+    lines = [ln for ln in HEADER.splitlines() if ln.startswith("#")]
+    PINS.write_text("\n".join(lines + resolve()) + "\n")
+    print(f"wrote {PINS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
