@@ -59,9 +59,18 @@ def install_ikebox(root: Path, work: Path) -> None:
     if sys.version_info[:2] != (3, 11):
         # The .pyc files below must match the image's Python (bookworm: 3.11).
         raise BuildError("build the image with Python 3.11 (the image's version)")
+    # Build from a copy: setuptools leaves build/ and *.egg-info behind in its source.
+    src = work / "src"
+    src.mkdir(parents=True)
+    for name in ("pyproject.toml", "requirements.txt", "README.md"):
+        if (REPO / name).exists():
+            shutil.copy2(REPO / name, src / name)
+    for pkg in ("firmware", "hw", "webui", "provisioning"):
+        shutil.copytree(REPO / pkg, src / pkg,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     wheels = work / "wheel"
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(wheels), str(REPO)], stdout=subprocess.DEVNULL)
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
+         str(src)], stdout=subprocess.DEVNULL)
     (wheel,) = wheels.glob("ikebox-*.whl")
     site = root / SITE.lstrip("/")
     if not site.is_dir():

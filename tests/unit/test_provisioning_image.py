@@ -167,3 +167,42 @@ def test_make_flash_refuses_a_character_device():
                          text=True)
     assert res.returncode != 0
     assert "refused" in res.stderr
+
+
+def test_layer_puts_ikebox_units_and_first_boot_state_on_a_tree(tmp_path):
+    """The ikebox layer on a minimal stand-in for the base rootfs."""
+    from provisioning import build
+    root = tmp_path / "root"
+    site = root / build.SITE.lstrip("/")
+    site.mkdir(parents=True)
+    (root / "opt/ikebox/venv/bin").mkdir(parents=True)
+    units = root / "usr/lib/systemd/system"
+    units.mkdir(parents=True)
+    for u in ("systemd-networkd.service", "systemd-resolved.service",
+              "systemd-timesyncd.service"):
+        (units / u).write_text("[Service]\nExecStart=/bin/true\n"
+                               "[Install]\nWantedBy=multi-user.target\n")
+    (root / "etc/ssh").mkdir(parents=True)
+    (root / "etc/ssh/ssh_host_ed25519_key").write_text("build-time key\n")
+    (root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    build.layer(root, tmp_path / "work", "9.9.9")
+
+    assert (site / "firmware/cli.py").exists()
+    pyc = next((site / "firmware/__pycache__").glob("cli.cpython-311.pyc"))
+    # Byte code names the path on the box, not the build host's.
+    assert f"{build.SITE}/firmware/cli.py".encode() in pyc.read_bytes()
+    script = root / "opt/ikebox/venv/bin/ikebox"
+    assert script.read_text().startswith("#!/opt/ikebox/venv/bin/python3\n")
+    assert os.access(script, os.X_OK)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    for u in ("ikebox.service", "ikebox-webui.service", "ikebox-leds.service",
+              "ikebox-smoke.service", "systemd-networkd.service"):
+        assert (wants / u).is_symlink(), u
+    assert (root / "etc/systemd/system/sysinit.target.wants/ikebox-firstboot.service")\
+        .is_symlink()
+    assert (root / "etc/machine-id").read_text() == ""
+    assert not list((root / "etc/ssh").glob("ssh_host_*"))
+    assert os.readlink(root / "etc/resolv.conf") == "../run/systemd/resolve/stub-resolv.conf"
+    assert "Storage=volatile" in (root / "etc/systemd/journald.conf.d/ikebox.conf").read_text()
+    assert "IKEBOX_VERSION=9.9.9" in (root / "etc/ikebox-release").read_text()
+    assert os.access(root / "usr/lib/ikebox/firstboot", os.X_OK)
