@@ -20,12 +20,13 @@ done
 for u in $units ikebox-firstboot.service systemd-networkd.service; do
     out "unit $u $(systemctl is-active "$u")"
 done
-failed=$(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | tr '\n' ' ')
+# No awk here: mawk is not part of the image (--variant=apt installs no Priority:required set).
+failed=$(systemctl list-units --failed --plain --no-legend | cut -d' ' -f1 | tr '\n' ' ')
 out "failed-units $failed"
 out "root-size-kib $(df -k --output=size / | tail -n1 | tr -d ' ')"
 out "machine-id $(grep -cE '^[0-9a-f]{32}$' /etc/machine-id)"
 out "journal-persistent $(test -d /var/log/journal && echo yes || echo no)"
-out "swap $(awk 'NR > 1' /proc/swaps | wc -l)"
+out "swap $(($(wc -l < /proc/swaps) - 1))"
 out "seed-left $(ls /boot/firmware | grep -c ikebox-seed)"
 if [ -f /var/lib/ikebox-webui/admin.json ]; then
     out "admin-json $(stat -c '%U %a' /var/lib/ikebox-webui/admin.json)"
@@ -35,7 +36,7 @@ fi
 out "identity $(sed -n 's/^identity = //p' /etc/ikebox/ikebox.toml | head -n1)"
 out "users $(/opt/ikebox/venv/bin/ikebox user list --json 2>/dev/null | $py -c \
     'import json,sys; print(" ".join(sorted(u["name"] for u in json.load(sys.stdin))))')"
-out "listen-tcp $(ss -Hltn | awk '{print $4}' | tr '\n' ' ')"
-out "listen-udp $(ss -Hlun | awk '{print $4}' | tr '\n' ' ')"
+out "listen-tcp $(ss -Hltn | tr -s ' ' | cut -d' ' -f4 | tr '\n' ' ')"
+out "listen-udp $(ss -Hlun | tr -s ' ' | cut -d' ' -f4 | tr '\n' ' ')"
 out "status $(/opt/ikebox/venv/bin/ikebox show status --json 2>&1 | tr -d '\n')"
 out "done"
