@@ -6,26 +6,32 @@ out() { echo "IKEBOX-SMOKE $*"; }
 py=/opt/ikebox/venv/bin/python
 units="ikebox.service ikebox-webui.service ikebox-leds.service"
 
-# Wait (bounded) for the services to settle; a unit still activating after 240 s
-# is reported as such.
+# Wait (bounded) for the services to settle. A unit waiting to be restarted after a
+# failure has settled too: it is reported, with its log, rather than waited for.
 i=0
-while [ $i -lt 240 ]; do
+while [ $i -lt 180 ]; do
     pending=0
     for u in $units; do
-        case $(systemctl is-active "$u") in activating|reloading|inactive) pending=1;; esac
+        state=$(systemctl show -P ActiveState "$u")/$(systemctl show -P SubState "$u")
+        case $state in */auto-restart) ;; activating/*|reloading/*|inactive/*) pending=1;; esac
     done
     [ $pending = 0 ] && break
     sleep 1; i=$((i + 1))
 done
+out "settled-after $i"
 for u in $units ikebox-firstboot.service systemd-networkd.service; do
-    out "unit $u $(systemctl is-active "$u")"
+    state=$(systemctl is-active "$u")
+    out "unit $u $state"
+    if [ "$state" != active ] || [ "$u" = ikebox-firstboot.service ]; then
+        journalctl -b -u "$u" -n 25 --no-pager -o cat | sed "s|^|IKEBOX-LOG $u: |"
+    fi
 done
 # No awk here: mawk is not part of the image (--variant=apt installs no Priority:required set).
 failed=$(systemctl list-units --failed --plain --no-legend | cut -d' ' -f1 | tr '\n' ' ')
 out "failed-units $failed"
 out "root-size-kib $(df -k --output=size / | tail -n1 | tr -d ' ')"
 out "machine-id $(grep -cE '^[0-9a-f]{32}$' /etc/machine-id)"
-out "journal-persistent $(test -d /var/log/journal && echo yes || echo no)"
+out "journal-files-on-card $(find /var/log/journal -type f 2>/dev/null | wc -l)"
 out "swap $(($(wc -l < /proc/swaps) - 1))"
 out "seed-left $(ls /boot/firmware | grep -c ikebox-seed)"
 if [ -f /var/lib/ikebox-webui/admin.json ]; then

@@ -177,7 +177,7 @@ def test_first_boot_grew_root_and_set_identity(booted):
     card_root_kib = parts[1]["size"] * 512 // 1024
     assert int(smoke["root-size-kib"]) > card_root_kib + 900 * 1024 * 0.9
     assert smoke["machine-id"] == "1"
-    assert smoke["journal-persistent"] == "no"
+    assert smoke["journal-files-on-card"] == "0"
     assert smoke["swap"] == "0"
 
 
