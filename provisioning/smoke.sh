@@ -8,17 +8,17 @@ units="ikebox.service ikebox-webui.service ikebox-leds.service"
 
 # Wait (bounded) for the services to settle. A unit waiting to be restarted after a
 # failure has settled too: it is reported, with its log, rather than waited for.
-i=0
-while [ $i -lt 180 ]; do
+start=$(date +%s)
+while [ $(($(date +%s) - start)) -lt 180 ]; do
     pending=0
     for u in $units; do
         state=$(systemctl show -P ActiveState "$u")/$(systemctl show -P SubState "$u")
         case $state in */auto-restart) ;; activating/*|reloading/*|inactive/*) pending=1;; esac
     done
     [ $pending = 0 ] && break
-    sleep 1; i=$((i + 1))
+    sleep 2
 done
-out "settled-after $i"
+out "settled-after $(($(date +%s) - start))"
 for u in $units ikebox-firstboot.service systemd-networkd.service; do
     state=$(systemctl is-active "$u")
     out "unit $u $state"
