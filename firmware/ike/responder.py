@@ -483,7 +483,7 @@ class Responder:
             "peer": ike_sa.peer if ike_sa else None,
             "msg_id": msg_id, "exchange": exchange,
             "state": ike_sa.state.value if ike_sa else None,
-            "event": event, "text": text,
+            "step": event, "text": text,
         }
         if detail is not None:
             record["detail"] = detail

@@ -35,8 +35,9 @@ class Lab:
 
     def __init__(self, tmp: str, nat: bool = False, **box_sections) -> None:
         self.topo = Topology("it", nat=nat)
+        box_sections.setdefault("pool", {"ipv4": "198.18.200.0/24",
+                                         "dns": ["198.18.200.1"]})
         self.box = Box(self.topo.box, os.path.join(tmp, "box"), identity="ikebox.test",
-                       pool={"ipv4": "198.18.200.0/24", "dns": ["198.18.200.1"]},
                        **box_sections)
         self.charon: Charon | None = None
 
@@ -228,3 +229,49 @@ def test_operator_disconnect_reaches_the_client(lab):
     while lab.charon.ike_state() and time.time() < deadline:
         time.sleep(0.2)
     assert lab.charon.ike_state() is None, lab.explain()
+
+
+def test_ike_over_ipv6_with_both_address_families(lab):
+    lab = lab(ike={"addresses": ["0.0.0.0", "::"]},
+              pool={"ipv4": "198.18.200.0/24", "ipv6": "2001:db8:ffff::/112",
+                    "dns": ["198.18.200.1", "2001:db8:ffff::1"]})
+    lab.box.add_user("alice", PASSWORD)
+    lab.connect(lab.conn(remote_addr=lab.topo.box_ip6, vips="0.0.0.0,::",
+                         remote_ts=f"{lab.topo.lan_ip}/32"))
+    assert lab.charon.ike_state() == "ESTABLISHED", lab.explain()
+    vips = lab.charon.virtual_ips()
+    assert any(v.startswith("198.18.200.") for v in vips), vips
+    assert any(v.startswith("2001:db8:ffff::") for v in vips), vips
+    session = lab.box.call("show_sessions")[0]
+    assert session["remote"].startswith(f"[{lab.topo.client_ip6}]")
+    assert sorted(session["assigned"]) == sorted(vips)
+
+
+def test_live_debug_trace_shows_payloads_but_no_secrets(lab):
+    import signal
+    import subprocess
+    import sys
+    from tests.harness.ikebox import ROOT
+    lab = lab()
+    lab.box.add_user("alice", PASSWORD)
+    env = dict(os.environ, PYTHONPATH=ROOT, IKEBOX_CONTROL=lab.box.socket)
+    out_path = os.path.join(lab.box.dir, "debug.out")
+    with open(out_path, "w") as out:
+        follower = subprocess.Popen([sys.executable, "-m", "firmware.cli", "debug",
+                                     "--level", "3", "--history", "0"], stdout=out,
+                                    stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        try:
+            time.sleep(1.0)
+            lab.connect(lab.conn())
+            assert_established_with_pool_address(lab)
+            time.sleep(0.5)
+        finally:
+            follower.send_signal(signal.SIGINT)
+            follower.wait(10)
+    text = open(out_path).read()
+    assert "following the trace at level 3" in text
+    assert "IKE_SA_INIT" in text and "EAP[Request" in text and "AUTH[" in text, text
+    assert "session_up" in text
+    assert PASSWORD not in text
+    # The MSK-keyed AUTH values and keys never appear: only lengths are shown.
+    assert re.search(r"AUTH\[PSK, \d+ bytes\]", text), text
