@@ -275,3 +275,22 @@ def test_live_debug_trace_shows_payloads_but_no_secrets(lab):
     assert PASSWORD not in text
     # The MSK-keyed AUTH values and keys never appear: only lengths are shown.
     assert re.search(r"AUTH\[PSK, \d+ bytes\]", text), text
+
+
+@pytest.mark.parametrize("ike, esp, want_ike, want_esp", [
+    ("aes256-sha256-modp2048", "aes256-sha256",
+     "AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048", "AES_CBC_256/HMAC_SHA2_256_128"),
+    ("chacha20poly1305-prfsha256-x25519", "chacha20poly1305",
+     "CHACHA20_POLY1305/PRF_HMAC_SHA2_256/CURVE_25519", "CHACHA20_POLY1305"),
+    ("aes128gcm16-prfsha384-ecp384", "aes128gcm16-esn",
+     "AES_GCM_16_128/PRF_HMAC_SHA2_384/ECP_384", "AES_GCM_16_128/ESN"),
+    ("aes128-sha512-ecp521", "aes128-sha384",
+     "AES_CBC_128/HMAC_SHA2_512_256/PRF_HMAC_SHA2_512/ECP_521", "AES_CBC_128/HMAC_SHA2_384_192"),
+])
+def test_cipher_suites(lab, ike, esp, want_ike, want_esp):
+    lab = lab()
+    lab.box.add_user("alice", PASSWORD)
+    lab.connect(lab.conn(proposals=ike, esp_proposals=esp))
+    session = assert_established_with_pool_address(lab)
+    assert session["ike_cipher"] == want_ike
+    assert session["esp_cipher"] == want_esp

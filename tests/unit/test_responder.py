@@ -585,3 +585,58 @@ def test_ike_rekey_moves_the_session(make_responder):
     sessions = r.sessions()
     assert len(sessions) == 1 and sessions[0]["ike_sa"].endswith(new_spi_r.hex())
     assert pool.in_use() == 1
+
+
+# --- the box's own AUTH ------------------------------------------------------------
+
+@pytest.mark.parametrize("key_type, peer_hashes, method", [
+    ("rsa", True, AuthMethod.DIGITAL_SIGNATURE),
+    ("rsa", False, AuthMethod.RSA_SIG),
+    ("ecdsa", True, AuthMethod.DIGITAL_SIGNATURE),
+    ("ecdsa", False, AuthMethod.ECDSA_256),
+])
+def test_box_signature_methods(key_type, peer_hashes, method):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048) \
+        if key_type == "rsa" else ec.generate_private_key(ec.SECP256R1())
+    octets = b"signed octets"
+    hashes_offered = (2, 3, 4) if peer_hashes else ()
+    got_method, data = Signer(key).sign(octets, hashes_offered)
+    assert got_method == method
+    assert verify_signature(key.public_key(), got_method, data, octets)
+    assert not verify_signature(key.public_key(), got_method, data, octets + b"x")
+
+
+def test_odd_certreq_is_only_a_hint(make_responder):
+    from firmware.ike.message import CertReqPayload
+    r = make_responder()
+    client = Initiator(id_i=(3, b"alice"))
+    init(r, client)
+    first, _ = exchange(r, client, client.auth_first(extra=[CertReqPayload(4, b"\x01" * 7),
+                                                            CertReqPayload(99, b"")]))
+    assert len(first.get(CertPayload)) == 2 and first.first(EapPayload) is not None
+
+
+def test_psk_server_auth_with_eap_client_uses_psk_for_the_box(make_responder):
+    r = make_responder(server_auth="psk")
+    client = Initiator(id_i=(3, b"alice"))
+    init(r, client)
+    first, _ = exchange(r, client, client.auth_first())
+    client.id_r_body = first.first(IdPayload, PayloadType.IDr).body()
+    assert first.get(CertPayload) == []
+    assert first.first(AuthPayload).data == client.expected_box_auth(PSK)
+
+
+@pytest.mark.parametrize("proposal", [
+    ike_proposal(encr=Encr.AES_CBC, key_bits=256, integ=Integ.HMAC_SHA2_256_128),
+    ike_proposal(encr=Encr.AES_CBC, key_bits=128, integ=Integ.HMAC_SHA2_512_256,
+                 prf=Prf.HMAC_SHA2_512),
+    ike_proposal(encr=Encr.CHACHA20_POLY1305, key_bits=None),
+], ids=["cbc-sha256", "cbc-sha512", "chacha20"])
+def test_sk_payload_with_each_ike_cipher(make_responder, proposal):
+    r = make_responder()
+    client = Initiator(proposals=(proposal,))
+    init(r, client)
+    reply, actions = exchange(r, client, client.auth_first(with_psk=PSK))
+    assert only(actions, act.SessionUp)
+    assert reply.first(CpPayload) is not None
