@@ -19,8 +19,7 @@ from firmware.ike.constants import (
 )
 from firmware.ike.message import (
     AuthPayload, CertPayload, CpPayload, DeletePayload, EapPayload, Header, IdPayload,
-    KePayload, NotifyPayload, SaPayload, TsPayload, UnknownPayload, encode_message,
-    parse_message,
+    KePayload, NotifyPayload, SaPayload, TsPayload, UnknownPayload, parse_message,
 )
 from firmware.ike.policy import ResponderPolicy
 from firmware.ike.responder import Responder
