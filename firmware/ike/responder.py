@@ -93,6 +93,9 @@ class Responder:
                 self._remove(ike_sa, reason)
             elif ike_sa.pending is not None:
                 self._retransmit(ike_sa)
+            elif ike_sa.state == State.DELETING and now >= ike_sa.deadline:
+                # A rekeyed IKE SA whose DELETE never came: nothing hangs off it any more.
+                self._remove(ike_sa, ike_sa.close_reason or "replaced")
             elif ike_sa.state == State.ESTABLISHED and self.policy.dpd_interval > 0 and \
                     now - ike_sa.last_heard >= self.policy.dpd_interval:
                 informational.send_liveness(self, ike_sa)
@@ -105,6 +108,8 @@ class Responder:
                 deadlines.append(ike_sa.deadline)
             elif ike_sa.pending is not None:
                 deadlines.append(ike_sa.pending.sent + _backoff(ike_sa.pending.tries))
+            elif ike_sa.state == State.DELETING:
+                deadlines.append(ike_sa.deadline)
             elif ike_sa.state == State.ESTABLISHED and self.policy.dpd_interval > 0:
                 deadlines.append(ike_sa.last_heard + self.policy.dpd_interval)
         return min(deadlines) if deadlines else None

@@ -294,3 +294,19 @@ def test_cipher_suites(lab, ike, esp, want_ike, want_esp):
     session = assert_established_with_pool_address(lab)
     assert session["ike_cipher"] == want_ike
     assert session["esp_cipher"] == want_esp
+
+
+def test_client_rekeys_the_ike_sa_and_the_session_lives_on(lab):
+    lab = lab()
+    lab.box.add_user("alice", PASSWORD)
+    lab.connect(lab.conn(ike_rekey_time="3s"))
+    before = assert_established_with_pool_address(lab)
+    deadline = time.time() + 20
+    while time.time() < deadline and "rekeyed" not in lab.charon.log():
+        time.sleep(0.5)
+    time.sleep(1)
+    assert "rekeyed" in lab.charon.log(), lab.explain()
+    assert lab.charon.ike_state() == "ESTABLISHED"
+    after = assert_established_with_pool_address(lab)
+    assert after["ike_sa"] != before["ike_sa"] and after["assigned"] == before["assigned"]
+    assert len(lab.box.call("show_ike_sas")) == 1  # the old one was deleted

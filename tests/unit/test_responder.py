@@ -586,6 +586,22 @@ def test_ike_rekey_moves_the_session(make_responder):
     assert pool.in_use() == 1
 
 
+def test_rekeyed_ike_sa_goes_away_without_the_clients_delete(make_responder):
+    import os as _os
+    from firmware.ike import crypto
+    from firmware.ike.message import NoncePayload, Proposal
+    r, client = established(make_responder, dpd_interval=0)
+    dh = crypto.get_dh_group(Dh.CURVE_25519).generate()
+    proposal = Proposal(1, Protocol.IKE, _os.urandom(8), ike_proposal().transforms)
+    exchange(r, client, [SaPayload((proposal,)), NoncePayload(_os.urandom(32)),
+                         KePayload(Dh.CURVE_25519, dh.public)],
+             exchange_type=ExchangeType.CREATE_CHILD_SA)
+    assert len(r.sas) == 2
+    actions = r.tick(T0 + 61)
+    assert len(r.sas) == 1 and len(r.sessions()) == 1
+    assert not any(isinstance(a, act.SessionDown) for a in actions)
+
+
 # --- the box's own AUTH ------------------------------------------------------------
 
 @pytest.mark.parametrize("key_type, peer_hashes, method", [
