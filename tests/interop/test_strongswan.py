@@ -310,3 +310,15 @@ def test_client_rekeys_the_ike_sa_and_the_session_lives_on(lab):
     after = assert_established_with_pool_address(lab)
     assert after["ike_sa"] != before["ike_sa"] and after["assigned"] == before["assigned"]
     assert len(lab.box.call("show_ike_sas")) == 1  # the old one was deleted
+
+
+def test_eap_identity_round_when_idi_is_an_address(lab):
+    # Windows' built-in client and many phones send their address as IDi and tell the
+    # user name only inside EAP.
+    lab = lab()
+    lab.box.add_user("alice", PASSWORD)
+    lab.connect(lab.conn(local_id=lab.topo.client_ip, eap_id="alice"))
+    session = assert_established_with_pool_address(lab)
+    assert session["user"] == "alice"
+    trace = " ".join(r["text"] for r in lab.box.call("trace", limit=500))
+    assert "sending EAP-Identity request" in trace
