@@ -108,6 +108,11 @@ class Daemon:
         if restart:
             raise ControlError(f"{', '.join(restart)}: changing this needs a restart of the "
                                f"daemon; edit {self.config_path} and restart it")
+        if new["ike"]["psk_file"]:
+            try:
+                _read_psk(new["ike"]["psk_file"])  # refuse before anything is written
+            except config_mod.ConfigError as exc:
+                raise ControlError(str(exc)) from None
         changed = config_mod.diff_sections(self.cfg, new)
         if self.config_path:
             try:

@@ -322,3 +322,24 @@ def test_eap_identity_round_when_idi_is_an_address(lab):
     assert session["user"] == "alice"
     trace = " ".join(r["text"] for r in lab.box.call("trace", limit=500))
     assert "sending EAP-Identity request" in trace
+
+
+def test_bad_config_change_is_refused_and_nothing_changes(lab):
+    from firmware.control import ControlError
+    lab = lab()
+    before = lab.box.call("config_get")
+    with open(lab.box.config_path) as fh:
+        file_before = fh.read()
+    for change, words in [({"pool": {"ipv4": "10.0.0.1/24"}}, "pool.ipv4"),
+                          ({"ike": {"psk_file": "/nonexistent/psk"}}, "ike.psk_file"),
+                          ({"ike": {"port": 1500}}, "restart")]:
+        with pytest.raises(ControlError, match=words.replace(".", r"\.")):
+            lab.box.call("config_set", config=change)
+    assert lab.box.call("config_get") == before
+    with open(lab.box.config_path) as fh:
+        assert fh.read() == file_before
+    # A good change applies at once and survives in the file.
+    lab.box.call("config_set", config={"pool": {"dns": ["198.18.200.53"]}})
+    assert lab.box.call("config_get")["pool"]["dns"] == ["198.18.200.53"]
+    with open(lab.box.config_path) as fh:
+        assert "198.18.200.53" in fh.read()
