@@ -27,3 +27,6 @@ test: deps
 
 clean:
 	rm -rf build .cache test-output
+
+lint: deps
+	.venv/bin/ruff check --select E,F,W,B --line-length 99 firmware hw webui provisioning tools tests

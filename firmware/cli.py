@@ -379,7 +379,7 @@ def _format_trace(r: dict[str, Any]) -> str:
     when = datetime.datetime.fromtimestamp(r["time"]).strftime("%H:%M:%S.%f")[:-3]
     sa = (r.get("ike_sa") or "-")[:12]
     msg = f"#{r['msg_id']}" if r.get("msg_id") is not None else ""
-    line = f"{when} {sa:12} {r.get('exchange') or '':15} {msg:4} {r.get('event'):14} " \
+    line = f"{when} {sa:12} {r.get('exchange') or '':15} {msg:4} {r.get('step'):14} " \
         f"{r.get('text')}"
     for item in r.get("detail") or []:
         line += f"\n{'':48}{item}"

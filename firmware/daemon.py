@@ -25,6 +25,7 @@ from .ike.auth import Signer
 from .ike.policy import ResponderPolicy
 from .ike.responder import Responder
 from .kernel.records import ChildRecord
+from .kernel.xfrm import OWNED_REQIDS
 from .pki import Pki
 from .pool import AddressPool
 from .udp import IkeSocket
@@ -34,7 +35,7 @@ log = logging.getLogger("ikebox.daemon")
 
 FAILURES_KEPT = 200
 TRACE_KEPT = 2000
-REQID_BASE = 0x1B0000  # the kernel layer treats reqids from here as the daemon's own
+REQID_BASE = OWNED_REQIDS.start  # the kernel layer knows these reqids as ours
 
 
 class Daemon:
@@ -48,6 +49,7 @@ class Daemon:
         self.failures: collections.deque[dict[str, Any]] = collections.deque(maxlen=FAILURES_KEPT)
         self.traces: collections.deque[dict[str, Any]] = collections.deque(maxlen=TRACE_KEPT)
         self.control: ControlServer | None = None
+        self.forwarding: Any = None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         state_dir = self.cfg["box"]["state_dir"]
@@ -57,7 +59,6 @@ class Daemon:
         self.pool = AddressPool(self.cfg["pool"]["ipv4"], self.cfg["pool"]["ipv6"])
         self.credentials = self.pki.ensure([self.cfg["box"]["identity"]])
         self.responder = Responder(self._policy())
-        self.trace_log = logging.getLogger("ikebox.trace")
 
     # --- configuration -------------------------------------------------------------
 
@@ -107,6 +108,11 @@ class Daemon:
         if restart:
             raise ControlError(f"{', '.join(restart)}: changing this needs a restart of the "
                                f"daemon; edit {self.config_path} and restart it")
+        if new["ike"]["psk_file"]:
+            try:
+                _read_psk(new["ike"]["psk_file"])  # refuse before anything is written
+            except config_mod.ConfigError as exc:
+                raise ControlError(str(exc)) from None
         changed = config_mod.diff_sections(self.cfg, new)
         if self.config_path:
             try:
@@ -231,19 +237,23 @@ class Daemon:
             self.kernel.flush_owned()
         except Exception as exc:  # noqa: BLE001
             log.warning("could not remove kernel state on exit: %s", exc)
-        try:
-            from .kernel import forwarding
-            forwarding.teardown()
-        except Exception:  # noqa: BLE001
-            pass
+        if self.forwarding is not None:
+            try:
+                self.forwarding.stop()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("could not remove the forwarding/NAT setup: %s", exc)
 
     def _apply_forwarding(self) -> None:
         if self.kernel is None:
             return
+        from .kernel.forwarding import Forwarding
+        wanted = Forwarding(self.cfg["pool"]["ipv4"], self.cfg["pool"]["ipv6"],
+                            tuple(self.cfg["lan"]["subnets"]), self.cfg["lan"]["nat"])
         try:
-            from .kernel import forwarding
-            forwarding.setup(self.cfg["pool"]["ipv4"], self.cfg["pool"]["ipv6"],
-                             self.cfg["lan"]["subnets"], self.cfg["lan"]["nat"])
+            if self.forwarding is not None:
+                self.forwarding.stop()
+            wanted.start()
+            self.forwarding = wanted
         except Exception as exc:  # noqa: BLE001 - tunnels still come up
             log.warning("could not set up forwarding/NAT for the pool: %s", exc)
 
@@ -269,7 +279,11 @@ class Daemon:
             if got is None:
                 return
             data, remote, local = got
-            self._carry_out(self.responder.receive(data, remote, local, time.time()))
+            try:
+                self._carry_out(self.responder.receive(data, remote, local, time.time()))
+            except Exception:  # noqa: BLE001 - one bad datagram must not stop the box
+                log.exception("internal error handling a datagram from %s:%d; dropped",
+                              remote[0], remote[1])
         self._wake.set()
 
     async def _timers(self) -> None:
@@ -362,10 +376,8 @@ class Daemon:
             log.warning("removing CHILD_SA reqid %d failed: %s", action.child.reqid, exc)
 
     def _trace(self, record: dict[str, Any]) -> None:
+        # The responder already logged the record at DEBUG (ikebox.ike).
         self.traces.append(record)
-        if record["level"] <= 1:
-            self.trace_log.debug("%s %s: %s", record.get("ike_sa") or "-",
-                                 record.get("event"), record.get("text"))
         self._publish("trace", record, trace_level=record["level"])
 
     def _failure(self, action: act.Failure) -> None:

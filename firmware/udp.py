@@ -86,7 +86,7 @@ class IkeSocket:
                 info = struct.pack("16sI", socket.inet_pton(socket.AF_INET6, local_ip), 0)
                 anc = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)]
         try:
-            self.sock.sendmsg([data], anc, remote)
+            self.sock.sendmsg([data], anc, 0, remote)
         except OSError as exc:
             log.info("could not send %d bytes to %s:%d: %s", len(data), remote[0], remote[1],
                      exc.strerror)

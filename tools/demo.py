@@ -86,7 +86,7 @@ def main() -> int:
         trace = box.call("trace", limit=60)
         for record in trace:
             if record["level"] <= 1:
-                print(f"  {record.get('exchange') or '':15} {record['event']:14} "
+                print(f"  {record.get('exchange') or '':15} {record['step']:14} "
                       f"{record['text']}")
 
         banner("6. Result")

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from .constants import (
     CfgAttr, CfgType, ExchangeType, Flags, IdType, Notify, PayloadType, Protocol,
-    TransformType, TsType, KEY_LENGTH_ATTRIBUTE,
+    TsType, KEY_LENGTH_ATTRIBUTE,
 )
 
 HEADER_LEN = 28

@@ -85,12 +85,17 @@ class Responder:
                     now >= ike_sa.deadline:
                 step = {State.HALF_OPEN: "IKE_AUTH", State.EAP: "EAP",
                         State.AUTH_FINAL: "final AUTH"}[ike_sa.state]
-                reason = (f"the client did not send its {step} message in time; it may "
-                          f"have given up (for example over an untrusted certificate)")
-                self._fail(ike_sa, "protocol", step, reason)
+                known = getattr(ike_sa.eap, "pending_failure", None)
+                reason = known or (f"the client did not send its {step} message in time; it "
+                                   f"may have given up (for example over an untrusted "
+                                   f"certificate)")
+                self._fail(ike_sa, "auth" if known else "protocol", step, reason)
                 self._remove(ike_sa, reason)
             elif ike_sa.pending is not None:
                 self._retransmit(ike_sa)
+            elif ike_sa.state == State.DELETING and now >= ike_sa.deadline:
+                # A rekeyed IKE SA whose DELETE never came: nothing hangs off it any more.
+                self._remove(ike_sa, ike_sa.close_reason or "replaced")
             elif ike_sa.state == State.ESTABLISHED and self.policy.dpd_interval > 0 and \
                     now - ike_sa.last_heard >= self.policy.dpd_interval:
                 informational.send_liveness(self, ike_sa)
@@ -103,6 +108,8 @@ class Responder:
                 deadlines.append(ike_sa.deadline)
             elif ike_sa.pending is not None:
                 deadlines.append(ike_sa.pending.sent + _backoff(ike_sa.pending.tries))
+            elif ike_sa.state == State.DELETING:
+                deadlines.append(ike_sa.deadline)
             elif ike_sa.state == State.ESTABLISHED and self.policy.dpd_interval > 0:
                 deadlines.append(ike_sa.last_heard + self.policy.dpd_interval)
         return min(deadlines) if deadlines else None
@@ -481,7 +488,7 @@ class Responder:
             "peer": ike_sa.peer if ike_sa else None,
             "msg_id": msg_id, "exchange": exchange,
             "state": ike_sa.state.value if ike_sa else None,
-            "event": event, "text": text,
+            "step": event, "text": text,
         }
         if detail is not None:
             record["detail"] = detail

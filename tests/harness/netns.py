@@ -36,8 +36,10 @@ class Netns:
 
 def link(a: Netns, a_addr: str, b: Netns, b_addr: str, tag: str) -> tuple[str, str]:
     """A veth pair between two namespaces; returns the interface names (a side, b side)."""
+    # Interface names are made in the root namespace first: the PID keeps two test
+    # processes on one machine apart.
     n = next(_counter)
-    ia, ib = f"v{tag[:5]}{n}a", f"v{tag[:5]}{n}b"
+    ia, ib = f"v{os.getpid() % 100000}x{n}a", f"v{os.getpid() % 100000}x{n}b"
     run("ip", "link", "add", ia, "type", "veth", "peer", "name", ib)
     run("ip", "link", "set", ia, "netns", a.name)
     run("ip", "link", "set", ib, "netns", b.name)
@@ -58,10 +60,18 @@ class Topology:
     """
 
     def __init__(self, tag: str, nat: bool = False) -> None:
-        self.tag = tag
-        k = (os.getpid() + next(_counter)) % 120 + 1
-        prefix = f"ikbx-{tag}-{os.getpid()}"
         self.namespaces: list[Netns] = []
+        try:
+            self._build(tag, nat)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, tag: str, nat: bool) -> None:
+        self.tag = tag
+        n = next(_counter)
+        k = (os.getpid() + n) % 120 + 1
+        prefix = f"ikbx-{tag}-{os.getpid()}-{n}"
         self.box = self._ns(f"{prefix}-box")
         self.client = self._ns(f"{prefix}-cli")
         self.box_ip = f"198.18.{k}.1"
@@ -85,10 +95,21 @@ class Topology:
             self.client.run("ip", "route", "add", "default", "via", nat_inside)
             self.nat.sysctl("net.ipv4.ip_forward", "1")
             self.nat.run("nft", "-f", "-", input=(
-                "table ip ikbxnat { chain post { type nat hook postrouting priority 100; "
-                f"ip saddr 198.19.{k}.0/24 masquerade; }} }}"))
+                "table ip ikbxnat {\n chain post {\n"
+                "  type nat hook postrouting priority 100;\n"
+                f"  ip saddr 198.19.{k}.0/24 masquerade\n }}\n}}\n"))
         self.box.run("ip", "route", "add", "default", "via", self.public_client_ip
                      if nat else self.client_ip)
+        # IPv6 beside IPv4 on the direct link, from the documentation prefix (RFC 3849).
+        self.box_ip6 = self.client_ip6 = None
+        if not nat:
+            self.box_ip6, self.client_ip6 = f"2001:db8:{k}::1", f"2001:db8:{k}::2"
+            box_if = self.box.run("ip", "-o", "link", "show", "type", "veth").stdout
+            cli_if = self.client.run("ip", "-o", "link", "show", "type", "veth").stdout
+            self.box.run("ip", "addr", "add", f"{self.box_ip6}/64", "dev",
+                         box_if.split(":")[1].strip().split("@")[0], "nodad")
+            self.client.run("ip", "addr", "add", f"{self.client_ip6}/64", "dev",
+                            cli_if.split(":")[1].strip().split("@")[0], "nodad")
 
     def _ns(self, name: str) -> Netns:
         ns = Netns(name)

@@ -19,8 +19,7 @@ from firmware.ike.constants import (
 )
 from firmware.ike.message import (
     AuthPayload, CertPayload, CpPayload, DeletePayload, EapPayload, Header, IdPayload,
-    KePayload, NotifyPayload, SaPayload, TsPayload, UnknownPayload, encode_message,
-    parse_message,
+    KePayload, NotifyPayload, SaPayload, TsPayload, UnknownPayload, parse_message,
 )
 from firmware.ike.policy import ResponderPolicy
 from firmware.ike.responder import Responder
@@ -331,6 +330,7 @@ def test_pool_exhausted_is_reported(make_responder):
 
 def eap_login(r, client, peer, now=T0):
     reply, _ = exchange(r, client, client.auth_first(), now)
+    client.id_r_body = reply.first(IdPayload, PayloadType.IDr).body()
     all_replies = [reply]
     while True:
         eap = reply.first(EapPayload)
@@ -530,10 +530,7 @@ def test_message_outside_the_window_is_dropped(make_responder):
 
 def test_malformed_inner_payload_gets_invalid_syntax_but_keeps_established_sa(make_responder):
     r, client = established(make_responder)
-    # A TSi with a broken length inside a valid encrypted CREATE_CHILD_SA.
-    bad = TsPayload(PayloadType.TSi, ())
-    datagrams = client.request(ExchangeType.CREATE_CHILD_SA, [bad])
-    # Damage: replace the inner with a syntactically wrong SA payload via raw bytes.
+    # A DELETE whose SPI count does not match its length, inside a valid SK payload.
     from firmware.ike import sk
     from firmware.ike.message import UnknownPayload as U
     header = Header(client.spi_i, client.spi_r, 0, ExchangeType.INFORMATIONAL, 0x08,
@@ -543,7 +540,6 @@ def test_malformed_inner_payload_gets_invalid_syntax_but_keeps_established_sa(ma
     reply = client.open(only(r.receive(raw, CLIENT, BOX, T0), act.Send).datagrams)
     assert reply.first(NotifyPayload).type == Notify.INVALID_SYNTAX
     assert len(r.sessions()) == 1
-    del datagrams
 
 
 # --- CREATE_CHILD_SA ---------------------------------------------------------------
@@ -588,3 +584,74 @@ def test_ike_rekey_moves_the_session(make_responder):
     sessions = r.sessions()
     assert len(sessions) == 1 and sessions[0]["ike_sa"].endswith(new_spi_r.hex())
     assert pool.in_use() == 1
+
+
+def test_rekeyed_ike_sa_goes_away_without_the_clients_delete(make_responder):
+    import os as _os
+    from firmware.ike import crypto
+    from firmware.ike.message import NoncePayload, Proposal
+    r, client = established(make_responder, dpd_interval=0)
+    dh = crypto.get_dh_group(Dh.CURVE_25519).generate()
+    proposal = Proposal(1, Protocol.IKE, _os.urandom(8), ike_proposal().transforms)
+    exchange(r, client, [SaPayload((proposal,)), NoncePayload(_os.urandom(32)),
+                         KePayload(Dh.CURVE_25519, dh.public)],
+             exchange_type=ExchangeType.CREATE_CHILD_SA)
+    assert len(r.sas) == 2
+    actions = r.tick(T0 + 61)
+    assert len(r.sas) == 1 and len(r.sessions()) == 1
+    assert not any(isinstance(a, act.SessionDown) for a in actions)
+
+
+# --- the box's own AUTH ------------------------------------------------------------
+
+@pytest.mark.parametrize("key_type, peer_hashes, method", [
+    ("rsa", True, AuthMethod.DIGITAL_SIGNATURE),
+    ("rsa", False, AuthMethod.RSA_SIG),
+    ("ecdsa", True, AuthMethod.DIGITAL_SIGNATURE),
+    ("ecdsa", False, AuthMethod.ECDSA_256),
+])
+def test_box_signature_methods(key_type, peer_hashes, method):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048) \
+        if key_type == "rsa" else ec.generate_private_key(ec.SECP256R1())
+    octets = b"signed octets"
+    hashes_offered = (2, 3, 4) if peer_hashes else ()
+    got_method, data = Signer(key).sign(octets, hashes_offered)
+    assert got_method == method
+    assert verify_signature(key.public_key(), got_method, data, octets)
+    assert not verify_signature(key.public_key(), got_method, data, octets + b"x")
+
+
+def test_odd_certreq_is_only_a_hint(make_responder):
+    from firmware.ike.message import CertReqPayload
+    r = make_responder()
+    client = Initiator(id_i=(3, b"alice"))
+    init(r, client)
+    first, _ = exchange(r, client, client.auth_first(extra=[CertReqPayload(4, b"\x01" * 7),
+                                                            CertReqPayload(99, b"")]))
+    assert len(first.get(CertPayload)) == 2 and first.first(EapPayload) is not None
+
+
+def test_psk_server_auth_with_eap_client_uses_psk_for_the_box(make_responder):
+    r = make_responder(server_auth="psk")
+    client = Initiator(id_i=(3, b"alice"))
+    init(r, client)
+    first, _ = exchange(r, client, client.auth_first())
+    client.id_r_body = first.first(IdPayload, PayloadType.IDr).body()
+    assert first.get(CertPayload) == []
+    assert first.first(AuthPayload).data == client.expected_box_auth(PSK)
+
+
+@pytest.mark.parametrize("proposal", [
+    ike_proposal(encr=Encr.AES_CBC, key_bits=256, integ=Integ.HMAC_SHA2_256_128),
+    ike_proposal(encr=Encr.AES_CBC, key_bits=128, integ=Integ.HMAC_SHA2_512_256,
+                 prf=Prf.HMAC_SHA2_512),
+    ike_proposal(encr=Encr.CHACHA20_POLY1305, key_bits=None),
+], ids=["cbc-sha256", "cbc-sha512", "chacha20"])
+def test_sk_payload_with_each_ike_cipher(make_responder, proposal):
+    r = make_responder()
+    client = Initiator(proposals=(proposal,))
+    init(r, client)
+    reply, actions = exchange(r, client, client.auth_first(with_psk=PSK))
+    assert only(actions, act.SessionUp)
+    assert reply.first(CpPayload) is not None

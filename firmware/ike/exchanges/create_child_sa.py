@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 EXCHANGE = "CREATE_CHILD_SA"
 NONCE_SIZE = 32
+OLD_SA_GRACE = 60.0  # how long a rekeyed IKE SA waits for the client's DELETE
 
 
 def handle(r: Responder, ike_sa: IkeSa, message: Message) -> list[Payload] | None:
@@ -154,6 +155,7 @@ def _rekey_ike_sa(r: Responder, ike_sa: IkeSa, message: Message, sa: SaPayload,
     ike_sa.established = 0.0
     ike_sa.state = State.DELETING
     ike_sa.close_reason = "rekeyed"
+    ike_sa.deadline = r.now + OLD_SA_GRACE
     r.trace(new, message.header.msg_id, EXCHANGE, "rekey-ike",
             f"IKE SA rekeyed to {new.name} with {chosen.describe()}")
     return [SaPayload((chosen.reply_proposal(Protocol.IKE, spi_r),)),
