@@ -78,7 +78,8 @@ class Lab:
                 return
             except OSError:
                 if self.webui.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"web UI did not start:\n{self.webui_output()}")
+                    raise RuntimeError(
+                        f"web UI did not start:\n{self.webui_output()}") from None
                 time.sleep(0.2)
 
     def client(self, ca_pem: str) -> Charon:
