@@ -2,10 +2,8 @@
 
 The certificate is the daemon's server certificate when this process may read it (the
 clients that trust the box's CA for the VPN then trust this page too); otherwise a
-self-signed one made once in the web UI's state directory.
-
-Known gap: a certificate regenerated through the page is used by the VPN at once but
-by this HTTPS listener only after the web UI restarts.
+self-signed one made once in the web UI's state directory. A certificate regenerated
+through the page is picked up by the next TLS handshake, without a restart.
 """
 
 from __future__ import annotations
@@ -98,6 +96,37 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
+class ReloadingTls:
+    """A server context that follows the certificate files: the handshake callback
+    (called for every ClientHello, with or without SNI) swaps in a context built from
+    the files when they changed; a half-written pair keeps the previous one."""
+
+    def __init__(self, cert: str, key: str) -> None:
+        self.cert, self.key = cert, key
+        self._stamp = self._files()
+        self._current = tls_context(cert, key)
+        self.context = tls_context(cert, key)
+        self.context.sni_callback = self._handshake
+
+    def _files(self) -> tuple[int, ...]:
+        try:
+            return tuple(os.stat(p).st_mtime_ns for p in (self.cert, self.key))
+        except OSError:
+            return ()
+
+    def _handshake(self, sslsock: ssl.SSLObject, server_name: str | None,
+                   ctx: ssl.SSLContext) -> None:
+        stamp = self._files()
+        if stamp and stamp != self._stamp:
+            try:
+                self._current = tls_context(self.cert, self.key)
+                self._stamp = stamp
+                log.info("HTTPS certificate reloaded from %s", self.cert)
+            except (OSError, ssl.SSLError) as exc:
+                log.warning("HTTPS certificate %s not reloaded yet: %s", self.cert, exc)
+        sslsock.context = self._current
+
+
 def redirect_app(https_port: int):  # noqa: ANN201 - a WSGI callable
     """Answers every plain-HTTP request with a redirect to the same path over HTTPS."""
     def app(environ: dict[str, Any], start_response):  # noqa: ANN001, ANN202
@@ -112,7 +141,7 @@ def redirect_app(https_port: int):  # noqa: ANN201 - a WSGI callable
 def run(app: Any, https: tuple[str, int], redirect: tuple[str, int] | None,
         cert: str, key: str) -> int:
     servers = [make_server(https[0], https[1], app, threaded=True,
-                           ssl_context=tls_context(cert, key))]
+                           ssl_context=ReloadingTls(cert, key).context)]
     log.info("web UI on https://%s:%d (certificate %s)", https[0], https[1], cert)
     if redirect is not None:
         servers.append(make_server(redirect[0], redirect[1], redirect_app(https[1]),

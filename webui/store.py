@@ -24,6 +24,7 @@ log = logging.getLogger("ikebox.webui")
 # which a Raspberry Pi 3 can afford for the rare login.
 _hasher = PasswordHasher()
 MIN_PASSWORD = 10
+AUDIT_MAX = 1 << 20  # bytes; then audit.log becomes audit.log.1
 
 
 class AdminExists(Exception):
@@ -142,8 +143,15 @@ class StateDir:
         record = {"time": round(time.time(), 3), "user": user, "action": action,
                   "target": target, "result": result, "client": client, **extra}
         line = json.dumps(record, separators=(",", ":")) + "\n"
+        path = self.file("audit.log")
         with self._audit_lock:
-            fd = os.open(self.file("audit.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+            # An SD card is small and login floods are cheap: keep two generations.
+            try:
+                if os.path.getsize(path) > AUDIT_MAX:
+                    os.replace(path, f"{path}.1")
+            except FileNotFoundError:
+                pass
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
                          0o600)
             with os.fdopen(fd, "a") as fh:
                 fh.write(line)

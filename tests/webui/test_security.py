@@ -202,3 +202,16 @@ def test_wizard_with_daemon_unreachable(client, daemon):
 @pytest.mark.parametrize("path", ["/nowhere", "/ca.key"])
 def test_unknown_pages(admin, path):
     assert admin.get(path).status_code == 404
+
+
+def test_audit_log_keeps_two_bounded_generations(tmp_path, monkeypatch):
+    from webui import store
+    monkeypatch.setattr(store, "AUDIT_MAX", 2000)
+    state = store.StateDir(str(tmp_path / "w"))
+    for n in range(100):
+        state.audit("admin", "login", "admin", "failed", f"192.0.2.{n}")
+    current = tmp_path / "w" / "audit.log"
+    older = tmp_path / "w" / "audit.log.1"
+    assert current.stat().st_size <= 2000 + 200 and older.stat().st_size <= 2000 + 200
+    last = json.loads(current.read_text().splitlines()[-1])
+    assert last["client"] == "192.0.2.99"

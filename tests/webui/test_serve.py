@@ -80,6 +80,15 @@ def test_https_and_the_redirect_listener(daemon, tmp_path):
         peer = x509.load_der_x509_certificate(peer_der)
         assert peer == x509.load_pem_x509_certificate(
             open(daemon.pki.path("server.pem"), "rb").read())
+        # A regenerated certificate is served from the next handshake on.
+        daemon.cmd_cert_regenerate(["renewed.example"])
+        conn = http.client.HTTPSConnection("127.0.0.1", https_port, context=ctx, timeout=5)
+        conn.connect()
+        renewed = x509.load_der_x509_certificate(conn.sock.getpeercert(binary_form=True))
+        conn.close()
+        san = renewed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.DNSName) == ["renewed.example"]
+
         plain = http.client.HTTPConnection("127.0.0.1", http_port, timeout=5)
         plain.request("GET", "/users?x=1", headers={"Host": "box.example"})
         r = plain.getresponse()
@@ -95,3 +104,19 @@ def test_https_and_the_redirect_listener(daemon, tmp_path):
         proc.wait(15)
         log.close()
     assert proc.returncode == 0
+
+
+def test_the_cli_hands_webui_its_own_options():
+    out = subprocess.run([sys.executable, "-m", "firmware.cli", "webui", "--help"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for option in ("--state-dir", "--listen", "--redirect", "--cert", "--key"):
+        assert option in out.stdout
+
+
+def test_bad_listen_address_is_refused(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "webui.app", "--config",
+                          str(tmp_path / "none.toml"), "--state-dir", str(tmp_path / "w"),
+                          "--listen", "nowhere"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "use ADDRESS:PORT" in out.stderr
