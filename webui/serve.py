@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.utils import redirect as redirect_response
 from werkzeug.wrappers import Request
 
@@ -138,14 +138,30 @@ def redirect_app(https_port: int):  # noqa: ANN201 - a WSGI callable
     return app
 
 
+class _Handler(WSGIRequestHandler):
+    # A client that stalls, in the TLS handshake or later, gives its thread back.
+    timeout = 30
+
+
+def https_server(app: Any, host: str, port: int, cert: str, key: str) -> Any:
+    """Werkzeug's threaded server, with the TLS handshake moved from the accepting
+    thread (where werkzeug's own wrapping puts it, so one silent client would stall
+    every other) into each connection's thread."""
+    server = make_server(host, port, app, threaded=True, request_handler=_Handler)
+    ctx = ReloadingTls(cert, key).context
+    server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                    do_handshake_on_connect=False)
+    server.ssl_context = ctx  # tells werkzeug the scheme is https
+    return server
+
+
 def run(app: Any, https: tuple[str, int], redirect: tuple[str, int] | None,
         cert: str, key: str) -> int:
-    servers = [make_server(https[0], https[1], app, threaded=True,
-                           ssl_context=ReloadingTls(cert, key).context)]
+    servers = [https_server(app, https[0], https[1], cert, key)]
     log.info("web UI on https://%s:%d (certificate %s)", https[0], https[1], cert)
     if redirect is not None:
         servers.append(make_server(redirect[0], redirect[1], redirect_app(https[1]),
-                                   threaded=True))
+                                   threaded=True, request_handler=_Handler))
         log.info("plain HTTP on %s:%d redirects to HTTPS", *redirect)
 
     def stop(signum: int, frame: object) -> None:

@@ -80,6 +80,13 @@ def test_https_and_the_redirect_listener(daemon, tmp_path):
         peer = x509.load_der_x509_certificate(peer_der)
         assert peer == x509.load_pem_x509_certificate(
             open(daemon.pki.path("server.pem"), "rb").read())
+        # A client that connects and says nothing must not stall everyone else.
+        silent = socket.create_connection(("127.0.0.1", https_port))
+        conn = http.client.HTTPSConnection("127.0.0.1", https_port, context=ctx, timeout=5)
+        conn.request("GET", "/login")
+        assert conn.getresponse().status == 302
+        silent.close()
+
         # A regenerated certificate is served from the next handshake on.
         daemon.cmd_cert_regenerate(["renewed.example"])
         conn = http.client.HTTPSConnection("127.0.0.1", https_port, context=ctx, timeout=5)
