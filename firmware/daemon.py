@@ -461,7 +461,7 @@ class Daemon:
 
     def cmd_disconnect(self, session: str | None = None, user: str | None = None
                        ) -> dict[str, int]:
-        targets = [s for s in self.responder.sas.values() if s.established and
+        targets = [s for s in self.responder.sas.values() if s.established is not None and
                    ((session and session in (s.session_id, s.name)) or
                     (user and s.user == user))]
         if not targets:

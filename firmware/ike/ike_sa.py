@@ -91,7 +91,7 @@ class IkeSa:
     cp_reply: Any = None
     install_waiter: Any = field(default=None, repr=False)
     children: list[ChildSa] = field(default_factory=list)
-    established: float = 0.0
+    established: float | None = None  # when the session came up
     initial_contact: bool = False
     client_version: str = ""
     session_id: str = ""

@@ -457,7 +457,7 @@ class Responder:
         for child in ike_sa.children:
             self.drop_child(ike_sa, child)
         ike_sa.children.clear()
-        was_up = ike_sa.established > 0
+        was_up = ike_sa.established is not None
         if ike_sa.lease is not None and self.policy.pool is not None:
             self.policy.pool.release(ike_sa.lease.owner)
         if ike_sa.close_reason == "rekeyed":
@@ -512,7 +512,7 @@ class Responder:
     # --- views for the operator ----------------------------------------------------
 
     def sessions(self) -> list[dict[str, Any]]:
-        return [session_info(s) for s in self.sas.values() if s.established > 0 and
+        return [session_info(s) for s in self.sas.values() if s.established is not None and
                 s.state != State.DEAD]
 
     def ike_sas(self, detail: bool = False) -> list[dict[str, Any]]:
@@ -521,7 +521,7 @@ class Responder:
     def counts(self) -> dict[str, int]:
         states = [s.state for s in self.sas.values()]
         return {"ike_sas": len(states),
-                "sessions": sum(1 for s in self.sas.values() if s.established > 0),
+                "sessions": sum(1 for s in self.sas.values() if s.established is not None),
                 "half_open": sum(1 for st in states if st in (
                     State.HALF_OPEN, State.EAP, State.AUTH_FINAL, State.INSTALLING))}
 

@@ -152,7 +152,7 @@ def _rekey_ike_sa(r: Responder, ike_sa: IkeSa, message: Message, sa: SaPayload,
     # The old IKE SA hands everything over; its DELETE must not end the session.
     ike_sa.children = []
     ike_sa.lease = None
-    ike_sa.established = 0.0
+    ike_sa.established = None
     ike_sa.state = State.DELETING
     ike_sa.close_reason = "rekeyed"
     ike_sa.deadline = r.now + OLD_SA_GRACE
