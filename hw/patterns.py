@@ -53,6 +53,10 @@ class Light(enum.Enum):
 class Pattern:
     """A repeating sequence of (lit, seconds) segments; one segment is steady."""
 
+    # Frames land on segment edges give or take float noise (0.05 * 20 != 1.0);
+    # nudging every sample forward makes an edge sample count as after the edge.
+    EDGE_SLACK = 1e-6
+
     name: str
     segments: tuple[tuple[bool, float], ...]
 
@@ -68,7 +72,7 @@ class Pattern:
         """Whether the light is on `elapsed` seconds after the pattern started."""
         if self.steady:
             return self.segments[0][0]
-        t = max(elapsed, 0.0) % self.period
+        t = (max(elapsed, 0.0) + self.EDGE_SLACK) % self.period
         for lit, seconds in self.segments:
             if t < seconds:
                 return lit
@@ -79,13 +83,13 @@ class Pattern:
         """Seconds from `elapsed` to the next edge; None for a steady pattern."""
         if self.steady:
             return None
-        t = max(elapsed, 0.0) % self.period
+        t = (max(elapsed, 0.0) + self.EDGE_SLACK) % self.period
         edge = 0.0
         for _, seconds in self.segments:
             edge += seconds
             if t < edge:
-                return edge - t
-        return self.period - t
+                return edge - t + self.EDGE_SLACK
+        return self.period - t + self.EDGE_SLACK
 
 
 OFF = Pattern("off", ((False, 1.0),))

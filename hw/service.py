@@ -179,9 +179,10 @@ def play(steps: list[Any], lights: Lights, *, clock: Callable[[], float] = time.
         while True:
             now = clock()
             lights.show({light: s.lit(now) for light, s in shown.items()})
-            if now - start >= step.seconds:
+            left = step.seconds - (now - start)
+            if left < 1e-3:  # a sub-millisecond rest would spin on float noise
                 break
-            wait(min(tick, step.seconds - (now - start)))
+            wait(min(tick, left))
 
 
 def load_config(path: str | None) -> dict[str, Any]:
