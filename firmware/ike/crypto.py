@@ -379,6 +379,7 @@ class _ModpPrivate(DhPrivate):
         p = self.group.p
         y = int.from_bytes(peer_public, "big")
         # RFC 6989 §2.1: 1 < y < p-1, else the peer forces a trivial shared secret.
+        # OpenSSL checks this too; checking here gives one clear error either way.
         if len(peer_public) != self.group.public_size or not 1 < y < p - 1:
             raise InvalidPublicKey(f"{self.group.name} public value out of range")
         try:
@@ -447,8 +448,8 @@ class _EcpGroup(DhGroup):
 
 
 class _MontgomeryPrivate(DhPrivate):
-    def __init__(self, group: _MontgomeryGroup, key: x25519.X25519PrivateKey
-                 | x448.X448PrivateKey) -> None:
+    def __init__(self, group: _MontgomeryGroup,
+                 key: x25519.X25519PrivateKey | x448.X448PrivateKey) -> None:
         self.group = group
         self._key = key
         self.public = key.public_key().public_bytes_raw()
@@ -463,7 +464,8 @@ class _MontgomeryPrivate(DhPrivate):
             # cryptography itself refuses a low-order point's all-zero result.
             raise InvalidPublicKey(f"{self.group.name}: {exc}") from None
         if not any(shared):
-            # RFC 8031 §2.3: an all-zero result means a low-order point.
+            # RFC 8031 §2.3: an all-zero result means a low-order point. cryptography
+            # 50 already refuses it above; this keeps the rule if a backend does not.
             raise InvalidPublicKey(f"{self.group.name}: all-zero shared secret")
         return shared
 
