@@ -141,7 +141,7 @@ def eventually(check, timeout=5.0):
 
 
 def rises(states: list[bool]) -> int:
-    return sum(1 for a, b in zip(states, states[1:]) if b and not a)
+    return sum(1 for a, b in zip(states, states[1:], strict=False) if b and not a)
 
 
 def blinking(states: list[bool]) -> bool:
