@@ -12,7 +12,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from flask import (Blueprint, Response, abort, flash, redirect, render_template, request,
-                   url_for)
+                   session, url_for)
 
 from . import daemon, forms, leds
 from .auth import (ADMIN, admin_required, audit, client, limiter, log_in, logged_in,
@@ -111,7 +111,6 @@ def login():  # noqa: ANN201
 def logout():  # noqa: ANN201
     if logged_in():
         audit("logout", ADMIN)
-    from flask import session
     session.clear()
     return redirect(url_for("views.login"))
 
