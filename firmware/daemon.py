@@ -53,7 +53,10 @@ class Daemon:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         state_dir = self.cfg["box"]["state_dir"]
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        # Traversable (not listable) so the web UI's group can reach state_dir/web;
+        # everything secret inside has its own 0600/0700 mode.
+        os.makedirs(state_dir, mode=0o711, exist_ok=True)
+        os.chmod(state_dir, 0o711)
         self.users = UserStore(os.path.join(state_dir, "users.json"))
         self.pki = Pki(state_dir, self.cfg["box"]["key_type"])
         self.pool = AddressPool(self.cfg["pool"]["ipv4"], self.cfg["pool"]["ipv6"])

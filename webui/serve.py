@@ -44,10 +44,15 @@ def choose_certificate(cert: str | None, key: str | None, daemon_state_dir: str,
         if not (cert and key):
             raise SystemExit("ikebox webui: --cert and --key go together")
         return cert, key
-    daemon_cert = os.path.join(daemon_state_dir, "pki", "server.pem")
-    daemon_key = os.path.join(daemon_state_dir, "pki", "server.key")
-    if _readable(daemon_cert, daemon_key):
-        return daemon_cert, daemon_key
+    # The daemon issues the page a certificate of its own from the box's CA (its IKE
+    # key stays private to the daemon); the IKE certificate is the fallback for
+    # state directories made before that.
+    for name_cert, name_key in ((("web", "web.pem"), ("web", "web.key")),
+                                (("pki", "server.pem"), ("pki", "server.key"))):
+        daemon_cert = os.path.join(daemon_state_dir, *name_cert)
+        daemon_key = os.path.join(daemon_state_dir, *name_key)
+        if _readable(daemon_cert, daemon_key):
+            return daemon_cert, daemon_key
     log.info("the daemon's certificate is not readable here; using the web UI's own")
     own_cert = os.path.join(own_state_dir, "https.pem")
     own_key = os.path.join(own_state_dir, "https.key")

@@ -41,10 +41,17 @@ def test_self_signed_fallback_when_the_daemons_cert_is_missing(tmp_path):
     assert x509.load_pem_x509_certificate(open(cert, "rb").read()) == c
 
 
-def test_the_daemons_certificate_is_preferred(daemon, tmp_path):
+def test_the_web_certificate_from_the_daemon_is_preferred(daemon, tmp_path):
     cert, key = serve.choose_certificate(None, None, daemon.cfg["box"]["state_dir"],
                                          str(tmp_path), "x")
-    assert cert == daemon.pki.path("server.pem") and key == daemon.pki.path("server.key")
+    web = os.path.join(daemon.cfg["box"]["state_dir"], "web")
+    assert (cert, key) == (os.path.join(web, "web.pem"), os.path.join(web, "web.key"))
+    # Its own key, not the IKE key; issued by the box's CA for the box's name.
+    ike_key = open(daemon.pki.path("server.key"), "rb").read()
+    assert open(key, "rb").read() != ike_key
+    served = x509.load_pem_x509_certificate(open(cert, "rb").read())
+    ca = x509.load_pem_x509_certificate(open(daemon.pki.path("ca.pem"), "rb").read())
+    assert served.issuer == ca.subject
 
 
 def test_https_and_the_redirect_listener(daemon, tmp_path):
@@ -78,8 +85,8 @@ def test_https_and_the_redirect_listener(daemon, tmp_path):
         # Served with the daemon's certificate, which the box's CA verified above.
         assert resp.status == 302 and resp.getheader("Location") == "/setup"
         peer = x509.load_der_x509_certificate(peer_der)
-        assert peer == x509.load_pem_x509_certificate(
-            open(daemon.pki.path("server.pem"), "rb").read())
+        web_pem = os.path.join(daemon.cfg["box"]["state_dir"], "web", "web.pem")
+        assert peer == x509.load_pem_x509_certificate(open(web_pem, "rb").read())
         # A client that connects and says nothing must not stall everyone else.
         silent = socket.create_connection(("127.0.0.1", https_port))
         conn = http.client.HTTPSConnection("127.0.0.1", https_port, context=ctx, timeout=5)
