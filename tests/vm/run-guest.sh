@@ -9,7 +9,7 @@ guest=$(tests/vm/build-guest.sh)
 run=$(mktemp -d "${TMPDIR:-/tmp}/ikbxk-run.XXXXXX")
 trap 'rm -rf "$run"' EXIT
 if [ $# -eq 0 ]; then
-  set -- python3 -m pytest -q -p no:cacheprovider tests/vm/guest
+  set -- python3 -m pytest -q -p no:cacheprovider --color=no tests/vm/guest
 fi
 printf '%q ' "$@" > "$run/cmd"
 echo >> "$run/cmd"
