@@ -18,14 +18,15 @@ start=$(date +%s%N)
 timeout "${IKEBOX_VM_TIMEOUT:-900}" qemu-system-x86_64 -machine q35,accel=tcg -cpu max \
   -smp "${IKEBOX_VM_CPUS:-2}" -m 1536 \
   -nodefaults -no-user-config -display none -no-reboot \
-  -kernel "$guest/vmlinuz" -initrd "$guest/initrd.gz" \
+  -kernel "$guest/vmlinux" -initrd "$guest/initrd.gz" \
   -append "console=ttyS0 quiet panic=-1 mitigations=off" \
   -drive "file=$guest/root.img,format=raw,if=virtio,snapshot=on" \
   -virtfs "local,path=$PWD,mount_tag=project,security_model=none,readonly=on" \
   -virtfs "local,path=$run,mount_tag=out,security_model=none" \
   -serial "file:$run/console.log" -serial stdio \
   -netdev user,id=n0,restrict=on -device virtio-net-pci,netdev=n0 </dev/null || true
-echo "run-guest: guest ran $(( ($(date +%s%N) - start) / 1000000 )) ms" >&2
+echo "run-guest: qemu ran $(( ($(date +%s%N) - start) / 1000000 )) ms;" \
+  "the guest kernel reached its init after $(cat "$run/boot-s" 2>/dev/null || echo ?) s" >&2
 if [ ! -f "$run/status" ]; then
   echo "run-guest: the guest left no exit status; its console:" >&2
   tail -40 "$run/console.log" >&2
