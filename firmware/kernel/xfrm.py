@@ -163,13 +163,15 @@ def _reason(err: _NetlinkError, what: str, keys: EspKeys | None = None) -> str:
     """Plain words for a refused change."""
     detail = f" (kernel: {err.text})" if err.text else ""
     text = err.text.lower()
-    if keys is not None and err.code in (errno.ENOSYS, errno.ENOENT, errno.EPROTONOSUPPORT):
-        if "algorithm" in text:
-            algs = " + ".join(a for a in (keys.enc_alg, keys.auth_alg) if a)
-            return (
-                f"the kernel lacks the ESP algorithm {algs} (its crypto module is not "
-                f"built or cannot be loaded){detail}"
-            )
+    # The kernel attaches the algorithms first (ENOSYS when one is unknown; 6.2+ adds
+    # an extack text), then looks up the ESP type (EPROTONOSUPPORT without esp4/esp6).
+    if keys is not None and (err.code == errno.ENOSYS or "algorithm" in text):
+        algs = " + ".join(a for a in (keys.enc_alg, keys.auth_alg) if a)
+        return (
+            f"the kernel lacks the ESP algorithm {algs} (its crypto module is not "
+            f"built or cannot be loaded){detail}"
+        )
+    if keys is not None and err.code in (errno.ENOENT, errno.EPROTONOSUPPORT):
         return (
             "the kernel has no ESP support (CONFIG_INET_ESP, module esp4/esp6) or "
             f"cannot load it, so it cannot carry this tunnel's packets{detail}"

@@ -18,12 +18,13 @@ from dataclasses import replace
 import pytest
 
 from firmware.kernel.encap import set_espinudp
+from firmware.kernel.forwarding import Forwarding
 from firmware.kernel.records import ChildRecord, EspKeys
-from firmware.kernel.xfrm import OWNED_REQIDS, ExpireEvent, Xfrm
+from firmware.kernel.xfrm import OWNED_REQIDS, ExpireEvent, KernelError, Xfrm
 
-BOX, CLI = "ikbxk-box", "ikbxk-cli"
+BOX, CLI, LAN = "ikbxk-box", "ikbxk-cli", "ikbxk-lan"
 BOX_IP, CLI_IP = "10.77.0.1", "10.77.0.2"
-LAN_IP, VIP = "192.168.50.1", "10.99.0.5"
+LAN_IP, VIP, LAN_HOST = "192.168.50.1", "10.99.0.5", "192.168.60.2"
 REQID = OWNED_REQIDS.start + 0x42
 
 
@@ -35,7 +36,7 @@ def sh(cmd: str) -> str:
 
 @pytest.fixture(scope="module")
 def topology():
-    for ns in (BOX, CLI):
+    for ns in (BOX, CLI, LAN):
         sh(f"ip netns add {ns}; ip -n {ns} link set lo up")
     sh(f"ip link add ikbxk-b netns {BOX} type veth peer name ikbxk-c netns {CLI}")
     sh(f"ip -n {BOX} addr add {BOX_IP}/24 dev ikbxk-b; ip -n {BOX} link set ikbxk-b up")
@@ -43,6 +44,18 @@ def topology():
     sh(f"ip -n {BOX} addr add {LAN_IP}/32 dev lo; ip -n {CLI} addr add {VIP}/32 dev lo")
     sh(f"ip -n {CLI} route add 192.168.50.0/24 via {BOX_IP} src {VIP}")
     sh(f"ip -n {BOX} route add {VIP}/32 via {CLI_IP} src {LAN_IP}")
+    # A LAN host behind the box that knows no route to the client pool (NAT needed).
+    sh(f"ip link add ikbxk-l netns {BOX} type veth peer name ikbxk-h netns {LAN}")
+    sh(f"ip -n {BOX} addr add 192.168.60.1/24 dev ikbxk-l; ip -n {BOX} link set ikbxk-l up")
+    sh(f"ip -n {LAN} addr add {LAN_HOST}/24 dev ikbxk-h; ip -n {LAN} link set ikbxk-h up")
+    sh(f"ip -n {CLI} route add 192.168.60.0/24 via {BOX_IP} src {VIP}")
+    sh(
+        f"ip netns exec {LAN} nft -f - <<'EOF'\n"
+        "table inet ikbxk {\n  counter from_box {}\n  counter from_pool {}\n"
+        "  chain in {\n    type filter hook input priority 0;\n"
+        "    ip saddr 192.168.60.1 icmp type echo-request counter name from_box\n"
+        "    ip saddr 10.99.0.0/24 counter name from_pool\n  }\n}\nEOF"
+    )
     sh(
         f"ip netns exec {BOX} nft -f - <<'EOF'\n"
         "table inet ikbxk {\n"
@@ -55,7 +68,7 @@ def topology():
     yield sides
     for x in sides.values():
         x.close()
-    for ns in (BOX, CLI):
+    for ns in (BOX, CLI, LAN):
         sh(f"ip netns del {ns}")
 
 
@@ -81,16 +94,18 @@ def keys(kind: str, spi: int) -> EspKeys:
     raise ValueError(kind)
 
 
-def pair(kind: str, encap=None, **kw) -> tuple[ChildRecord, ChildRecord]:
+def pair(
+    kind: str, encap=None, spi=0xC0DE0001, lan=("192.168.50.0/24",), **kw
+) -> tuple[ChildRecord, ChildRecord]:
     """The box's record and the client's mirror image of it."""
-    to_box, to_cli = keys(kind, 0xC0DE0001), keys(kind, 0xC0DE0002)
+    to_box, to_cli = keys(kind, spi), keys(kind, spi + 1)
     box = ChildRecord(
         reqid=REQID,
         local=BOX_IP,
         remote=CLI_IP,
         inbound=to_box,
         outbound=to_cli,
-        local_ts=("192.168.50.0/24",),
+        local_ts=lan,
         remote_ts=(f"{VIP}/32",),
         encap=encap,
         **kw,
@@ -112,8 +127,8 @@ def ping(count: int = 3) -> None:
     sh(f"ip netns exec {CLI} ping -q -c {count} -i 0.2 -W 2 -I {VIP} {LAN_IP}")
 
 
-def nft_packets(name: str) -> int:
-    out = sh(f"ip netns exec {BOX} nft list counter inet ikbxk {name}")
+def nft_packets(name: str, ns: str = BOX) -> int:
+    out = sh(f"ip netns exec {ns} nft list counter inet ikbxk {name}")
     return int(re.search(r"packets (\d+)", out).group(1))
 
 
@@ -241,3 +256,60 @@ def test_soft_then_hard_expiry_reach_the_expire_socket(sides):
     assert soft == spis and hard == spis
     assert all(e.reqid == REQID for e in events)
     assert "c0de" not in sh(f"ip netns exec {BOX} ip xfrm state")  # hard expiry removed them
+
+
+def test_refused_second_sa_rolls_back_the_first_and_the_policies(sides):
+    box_rec, _ = pair("cbc-sha256")
+    bad = replace(box_rec.outbound, enc_alg="cbc(nosuchcipher)")
+    with pytest.raises(KernelError, match=r"lacks the ESP algorithm cbc\(nosuchcipher\)"):
+        sides[BOX].install_child(replace(box_rec, outbound=bad))
+    assert sh(f"ip netns exec {BOX} ip xfrm state").strip() == ""
+    assert sh(f"ip netns exec {BOX} ip xfrm policy").strip() == ""
+
+
+def test_rekeyed_child_keeps_the_policies_until_the_last_sa_goes(sides):
+    old_box, old_cli = pair("gcm", spi=0xC0DE0001)
+    new_box, new_cli = pair("gcm", spi=0xC0DE0011)  # same reqid and selectors
+    sides[BOX].install_child(old_box)
+    sides[CLI].install_child(old_cli)
+    ping(1)
+    sides[BOX].install_child(new_box)
+    sides[CLI].install_child(new_cli)
+    sides[BOX].delete_child(old_box)
+    sides[CLI].delete_child(old_cli)
+    assert sh(f"ip netns exec {BOX} ip xfrm policy").count("dir ") == 3
+    ping(2)
+    assert sides[BOX].child_counters(new_box)["packets_in"] == 2
+    sides[BOX].delete_child(new_box)
+    sides[CLI].delete_child(new_cli)
+    for ns in (BOX, CLI):
+        assert sh(f"ip netns exec {ns} ip xfrm state").strip() == ""
+        assert sh(f"ip netns exec {ns} ip xfrm policy").strip() == ""
+
+
+@pytest.mark.parametrize("nat", [True, False], ids=["nat", "routed"])
+def test_pool_traffic_reaches_the_lan_through_forwarding(sides, nat):
+    box_rec, cli_rec = pair("chacha", lan=("192.168.50.0/24", "192.168.60.0/24"))
+    cli_rec = replace(cli_rec, local_ts=box_rec.remote_ts, remote_ts=box_rec.local_ts)
+    fwd = Forwarding("10.99.0.0/24", lan_subnets=("192.168.60.0/24",), nat=nat, netns=BOX)
+    sides[BOX].install_child(box_rec)
+    sides[CLI].install_child(cli_rec)
+    before = nft_packets("from_box", LAN), nft_packets("from_pool", LAN)
+    fwd.start()
+    try:
+        cmd = f"ip netns exec {CLI} ping -q -c 2 -i 0.2 -W 2 -I {VIP} {LAN_HOST}"
+        reached = subprocess.run(cmd, shell=True, capture_output=True).returncode == 0
+        counters = sides[BOX].child_counters(box_rec)
+        if nat:
+            # Out of the tunnel, through fwd, masqueraded, and back in through ESP.
+            assert reached
+            assert nft_packets("from_box", LAN) - before[0] == 2
+            assert counters["packets_in"] == 2 and counters["packets_out"] == 2
+        else:
+            # The LAN host has no route to the pool: requests arrive unNATed, no reply.
+            assert not reached
+            assert nft_packets("from_pool", LAN) - before[1] == 2
+            assert counters["packets_in"] == 2 and counters["packets_out"] == 0
+    finally:
+        fwd.stop()
+    assert "ikebox" not in sh(f"ip netns exec {BOX} nft list tables")
