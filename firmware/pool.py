@@ -93,6 +93,12 @@ class AddressPool:
         return Lease(owner, v4, v6,  # type: ignore[arg-type]
                      self.v4.net if v4 else None, self.v6.net if v6 else None)  # type: ignore
 
+    def adopt(self, lease: Lease) -> None:
+        """Marks a lease made by an earlier pool as taken, where it falls in this one."""
+        for rng, addr in ((self.v4, lease.ipv4), (self.v6, lease.ipv6)):
+            if rng is not None and addr is not None and addr in rng.net:
+                rng.used[addr] = lease.owner
+
     def release(self, owner: str) -> None:
         for rng in (self.v4, self.v6):
             if rng:

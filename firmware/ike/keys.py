@@ -30,10 +30,15 @@ class IkeKeys:
 def derive_ike_keys(chosen: Chosen, shared: bytes, nonce_i: bytes, nonce_r: bytes,
                     spi_i: bytes, spi_r: bytes) -> IkeKeys:
     prf = crypto.get_prf(chosen.prf)  # type: ignore[arg-type]
+    skeyseed = prf(nonce_i + nonce_r, shared)
+    return derive_keys_from_skeyseed(prf, chosen, skeyseed, nonce_i, nonce_r, spi_i, spi_r)
+
+
+def derive_keys_from_skeyseed(prf: crypto.Prf, chosen: Chosen, skeyseed: bytes,
+                              nonce_i: bytes, nonce_r: bytes, spi_i: bytes,
+                              spi_r: bytes) -> IkeKeys:
     cipher = crypto.get_cipher(chosen.encr, chosen.key_bits)
     integ = None if chosen.aead else crypto.get_integ(chosen.integ)  # type: ignore[arg-type]
-
-    skeyseed = prf(nonce_i + nonce_r, shared)
     integ_len = integ.key_size if integ else 0
     sizes = [prf.key_size, integ_len, integ_len, cipher.key_size, cipher.key_size,
              prf.key_size, prf.key_size]

@@ -85,9 +85,11 @@ class Responder:
                     now >= ike_sa.deadline:
                 step = {State.HALF_OPEN: "IKE_AUTH", State.EAP: "EAP",
                         State.AUTH_FINAL: "final AUTH"}[ike_sa.state]
-                reason = (f"the client did not send its {step} message in time; it may "
-                          f"have given up (for example over an untrusted certificate)")
-                self._fail(ike_sa, "protocol", step, reason)
+                known = getattr(ike_sa.eap, "pending_failure", None)
+                reason = known or (f"the client did not send its {step} message in time; it "
+                                   f"may have given up (for example over an untrusted "
+                                   f"certificate)")
+                self._fail(ike_sa, "auth" if known else "protocol", step, reason)
                 self._remove(ike_sa, reason)
             elif ike_sa.pending is not None:
                 self._retransmit(ike_sa)
@@ -452,8 +454,10 @@ class Responder:
         ike_sa.children.clear()
         was_up = ike_sa.established > 0
         if ike_sa.lease is not None and self.policy.pool is not None:
-            self.policy.pool.release(ike_sa.name)
-        if was_up:
+            self.policy.pool.release(ike_sa.lease.owner)
+        if ike_sa.close_reason == "rekeyed":
+            pass  # the session lives on in the new IKE SA
+        elif was_up:
             log.info("session %s of %s from %s ended: %s", ike_sa.session_id, ike_sa.user,
                      ike_sa.peer, reason)
             self._out.append(act.SessionDown(session_info(ike_sa), reason))
@@ -479,7 +483,7 @@ class Responder:
             "peer": ike_sa.peer if ike_sa else None,
             "msg_id": msg_id, "exchange": exchange,
             "state": ike_sa.state.value if ike_sa else None,
-            "event": event, "text": text,
+            "step": event, "text": text,
         }
         if detail is not None:
             record["detail"] = detail

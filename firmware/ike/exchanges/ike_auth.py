@@ -204,16 +204,17 @@ def _complete(r: Responder, ike_sa: IkeSa, msg_id: int,
             f"installing it in the kernel")
 
     def finish(error: str | None) -> list[Payload]:
-        _established(r, ike_sa)
         if error is None:
             r.trace(ike_sa, msg_id, EXCHANGE, "child-up", "the kernel holds the CHILD_SA; "
                     "ESP traffic flows without Python")
+            _established(r, ike_sa)
             return base + child_payloads(child)
         # Like strongSwan, answer NO_PROPOSAL_CHOSEN for the child and keep the IKE SA:
         # the client is authenticated and the operator sees why its tunnel is empty.
         r.trace(ike_sa, msg_id, EXCHANGE, "child-failed",
                 f"the kernel refused the CHILD_SA: {error}; the IKE SA stays up without it")
         r.fail(ike_sa, "kernel", "CHILD_SA install", error)
+        _established(r, ike_sa)
         return base + [NotifyPayload(Notify.NO_PROPOSAL_CHOSEN)]
 
     r.await_install(ike_sa, request.header, msg_id, child, finish)
@@ -297,7 +298,8 @@ def _assign_address(r: Responder, ike_sa: IkeSa,
     attrs: list[tuple[int, bytes]] = []
     if lease.ipv4 is not None:
         attrs.append((CfgAttr.INTERNAL_IP4_ADDRESS, lease.ipv4.packed))
-        attrs.append((CfgAttr.INTERNAL_IP4_NETMASK, lease.ipv4_net.netmask.packed))
+        if CfgAttr.INTERNAL_IP4_NETMASK in wanted:  # Windows asks; others do not care
+            attrs.append((CfgAttr.INTERNAL_IP4_NETMASK, lease.ipv4_net.netmask.packed))
     if lease.ipv6 is not None:
         attrs.append((CfgAttr.INTERNAL_IP6_ADDRESS, lease.ipv6.packed +
                       bytes([lease.ipv6_net.prefixlen])))

@@ -44,7 +44,8 @@ def handle(r: Responder, ike_sa: IkeSa, message: Message) -> list[Payload]:
         if note.type < 16384:
             r.trace(ike_sa, msg_id, EXCHANGE, "notify", f"the client reports {note.name}")
             if ike_sa.state in (State.EAP, State.AUTH_FINAL):
-                reason = f"the client gave up during authentication ({note.name})"
+                known = getattr(ike_sa.eap, "pending_failure", None)
+                reason = known or f"the client gave up during authentication ({note.name})"
                 r.fail(ike_sa, "auth" if note.type == Notify.AUTHENTICATION_FAILED
                        else "protocol", "IKE_AUTH", reason)
                 r.remove(ike_sa, reason)
