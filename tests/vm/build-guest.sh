@@ -88,6 +88,9 @@ depmod -b "$root" "$kver"
 log "python packages (requirements.txt + pytest) into /opt/ikebox/site"
 .venv/bin/pip install -q --disable-pip-version-check --target "$root/opt/ikebox/site" \
   -r requirements.txt 'pytest>=8,<10' >&2
+# Found without PYTHONPATH too: the test harness starts the daemon with PYTHONPATH set
+# to the project alone.
+echo /opt/ikebox/site > "$root/usr/lib/python3/dist-packages/ikebox-site.pth"
 cp "$here/guest-init.sh" "$root/sbin/ikebox-guest-init"
 chmod +x "$root/sbin/ikebox-guest-init"
 mkdir -p "$root/project" "$root/out"
