@@ -386,7 +386,10 @@ class Xfrm:
             lft_hard_add_expires_seconds=rec.hard_lifetime_s,
             # The window lives in the ESN attribute below; the kernel then wants 0 here.
             replay_window=0,
-            flags=_nl.XFRM_STATE_ESN if rec.esn else 0,
+            # AF_UNSPEC: one SA carries inner IPv4 and IPv6 (dual-stack pools) and an
+            # inner family other than the outer one; otherwise the kernel would fix the
+            # inner family to the outer and drop the rest.
+            flags=_nl.XFRM_STATE_AF_UNSPEC | (_nl.XFRM_STATE_ESN if rec.esn else 0),
         )
         attrs = []
         if keys.auth_alg is None:

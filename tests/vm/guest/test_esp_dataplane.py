@@ -25,6 +25,7 @@ from firmware.kernel.xfrm import OWNED_REQIDS, ExpireEvent, KernelError, Xfrm
 BOX, CLI, LAN = "ikbxk-box", "ikbxk-cli", "ikbxk-lan"
 BOX_IP, CLI_IP = "10.77.0.1", "10.77.0.2"
 LAN_IP, VIP, LAN_HOST = "192.168.50.1", "10.99.0.5", "192.168.60.2"
+BOX_IP6, CLI_IP6, LAN_IP6, VIP6 = "fd77::1", "fd77::2", "fd50::1", "fd99::5"
 REQID = OWNED_REQIDS.start + 0x42
 
 
@@ -44,6 +45,12 @@ def topology():
     sh(f"ip -n {BOX} addr add {LAN_IP}/32 dev lo; ip -n {CLI} addr add {VIP}/32 dev lo")
     sh(f"ip -n {CLI} route add 192.168.50.0/24 via {BOX_IP} src {VIP}")
     sh(f"ip -n {BOX} route add {VIP}/32 via {CLI_IP} src {LAN_IP}")
+    # IPv6 beside it: outer fd77::/64 on the veth, inner fd50::1 (LAN) and fd99::5 (VIP).
+    sh(f"ip -n {BOX} addr add {BOX_IP6}/64 dev ikbxk-b nodad")
+    sh(f"ip -n {CLI} addr add {CLI_IP6}/64 dev ikbxk-c nodad")
+    sh(f"ip -n {BOX} addr add {LAN_IP6}/128 dev lo; ip -n {CLI} addr add {VIP6}/128 dev lo")
+    sh(f"ip -n {CLI} route add fd50::/64 via {BOX_IP6} src {VIP6}")
+    sh(f"ip -n {BOX} route add {VIP6}/128 via {CLI_IP6} src {LAN_IP6}")
     # A LAN host behind the box that knows no route to the client pool (NAT needed).
     sh(f"ip link add ikbxk-l netns {BOX} type veth peer name ikbxk-h netns {LAN}")
     sh(f"ip -n {BOX} addr add 192.168.60.1/24 dev ikbxk-l; ip -n {BOX} link set ikbxk-l up")
@@ -313,3 +320,31 @@ def test_pool_traffic_reaches_the_lan_through_forwarding(sides, nat):
     finally:
         fwd.stop()
     assert "ikebox" not in sh(f"ip netns exec {BOX} nft list tables")
+
+
+def test_one_sa_carries_ipv4_and_ipv6_inside(sides):
+    # A dual-stack client: one child, both families inside, IPv4 outside.
+    box_rec, cli_rec = pair("gcm", lan=("192.168.50.0/24", "fd50::/64"))
+    box_rec = replace(box_rec, remote_ts=(f"{VIP}/32", f"{VIP6}/128"))
+    cli_rec = replace(cli_rec, local_ts=box_rec.remote_ts, remote_ts=box_rec.local_ts)
+    sides[BOX].install_child(box_rec)
+    sides[CLI].install_child(cli_rec)
+    assert sh(f"ip netns exec {BOX} ip xfrm policy").count("dir ") == 6
+    ping(2)
+    sh(f"ip netns exec {CLI} ping -q -c 2 -i 0.2 -W 2 -I {VIP6} {LAN_IP6}")
+    counters = sides[BOX].child_counters(box_rec)
+    assert counters["packets_in"] == 4 and counters["packets_out"] == 4
+
+
+def test_ipv4_inside_ipv6_outside(sides):
+    box_rec, cli_rec = pair("chacha")
+    box_rec = replace(box_rec, local=BOX_IP6, remote=CLI_IP6)
+    cli_rec = replace(cli_rec, local=CLI_IP6, remote=BOX_IP6)
+    sides[BOX].install_child(box_rec)
+    sides[CLI].install_child(cli_rec)
+    assert f"src {CLI_IP6} dst {BOX_IP6}" in sh(f"ip netns exec {BOX} ip xfrm state")
+    ping(2)
+    counters = sides[BOX].child_counters(box_rec)
+    assert counters["packets_in"] == 2 and counters["packets_out"] == 2
+    listed = sides[BOX].list_owned()
+    assert {(e["src"], e["dst"]) for e in listed} == {(CLI_IP6, BOX_IP6), (BOX_IP6, CLI_IP6)}
