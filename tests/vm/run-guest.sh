@@ -11,7 +11,8 @@ trap 'rm -rf "$run"' EXIT
 if [ $# -eq 0 ]; then
   set -- python3 -m pytest -q -p no:cacheprovider --color=no tests/vm/guest
 fi
-printf '%q ' "$@" > "$run/cmd"
+echo "export IKEBOX_VM_GUEST=1" > "$run/cmd"
+printf '%q ' "$@" >> "$run/cmd"
 echo >> "$run/cmd"
 start=$(date +%s%N)
 # TCG: /dev/kvm on these machines is PVM and qemu's KVM mode fails on it.

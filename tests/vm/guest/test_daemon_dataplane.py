@@ -18,6 +18,8 @@ from tests.harness.ikebox import Box
 from tests.harness.netns import Topology
 from tests.harness.strongswan import Charon, Conn
 
+pytestmark = pytest.mark.vm
+
 PASSWORD = "alice-Secret-123"
 POOL = "198.18.200.0/24"
 
@@ -171,7 +173,7 @@ def test_client_disconnect_leaves_no_kernel_state(lab):
     vip = lab.connect()
     lab.ping(vip, 1)
     assert lab.charon.terminate().returncode == 0
-    assert wait_for(lambda: lab.box_xfrm("state").strip() == ""), lab.box_spis() + lab.explain()
+    assert wait_for(lambda: lab.box_xfrm("state").strip() == "", 10), lab.box_spis() + lab.explain()
     assert lab.box_xfrm("policy").strip() == ""
     assert lab.box.call("show_ipsec_sas") == []
 

@@ -22,6 +22,8 @@ from firmware.kernel.forwarding import Forwarding
 from firmware.kernel.records import ChildRecord, EspKeys
 from firmware.kernel.xfrm import OWNED_REQIDS, ExpireEvent, KernelError, Xfrm
 
+pytestmark = pytest.mark.vm
+
 BOX, CLI, LAN = "ikbxk-box", "ikbxk-cli", "ikbxk-lan"
 BOX_IP, CLI_IP = "10.77.0.1", "10.77.0.2"
 LAN_IP, VIP, LAN_HOST = "192.168.50.1", "10.99.0.5", "192.168.60.2"
