@@ -645,6 +645,14 @@ class Xfrm:
                 data = self.expire_socket.recv(1 << 16)
             except (BlockingIOError, InterruptedError):
                 return events
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                # The socket buffer overran: some expiries are lost and cannot be
+                # named. Lifetimes are backed by the kernel's own hard expiry, so the
+                # worst case is a late rekey; say so and keep reading.
+                log.warning("kernel expire events were lost (netlink buffer overrun)")
+                continue
             for msg in self._expire_marshal.parse(data):
                 if msg["header"]["type"] != _nl.XFRM_MSG_EXPIRE:
                     continue
