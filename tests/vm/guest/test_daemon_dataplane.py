@@ -165,8 +165,9 @@ def test_forced_udp_encapsulation_passes_traffic(lab):
 @pytest.mark.xfail(
     strict=True,
     reason="daemon bug: Daemon._delete_child looks the IKE SA up after the responder "
-    "removed it, so child_record() fails and the SAs and policies stay until their hard "
-    "lifetime; remove this mark when the daemon keeps what it needs to delete",
+    "removed it ('removing CHILD_SA reqid ... failed: NoneType object has no attribute "
+    "local'), so the SAs and policies stay until their hard lifetime; remove this mark "
+    "when the daemon keeps what it needs to delete",
 )
 def test_client_disconnect_leaves_no_kernel_state(lab):
     lab = lab()
