@@ -275,3 +275,71 @@ def test_live_debug_trace_shows_payloads_but_no_secrets(lab):
     assert PASSWORD not in text
     # The MSK-keyed AUTH values and keys never appear: only lengths are shown.
     assert re.search(r"AUTH\[PSK, \d+ bytes\]", text), text
+
+
+@pytest.mark.parametrize("ike, esp, want_ike, want_esp", [
+    ("aes256-sha256-modp2048", "aes256-sha256",
+     "AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048", "AES_CBC_256/HMAC_SHA2_256_128"),
+    ("chacha20poly1305-prfsha256-x25519", "chacha20poly1305",
+     "CHACHA20_POLY1305/PRF_HMAC_SHA2_256/CURVE_25519", "CHACHA20_POLY1305"),
+    ("aes128gcm16-prfsha384-ecp384", "aes128gcm16-esn",
+     "AES_GCM_16_128/PRF_HMAC_SHA2_384/ECP_384", "AES_GCM_16_128/ESN"),
+    ("aes128-sha512-ecp521", "aes128-sha384",
+     "AES_CBC_128/HMAC_SHA2_512_256/PRF_HMAC_SHA2_512/ECP_521", "AES_CBC_128/HMAC_SHA2_384_192"),
+])
+def test_cipher_suites(lab, ike, esp, want_ike, want_esp):
+    lab = lab()
+    lab.box.add_user("alice", PASSWORD)
+    lab.connect(lab.conn(proposals=ike, esp_proposals=esp))
+    session = assert_established_with_pool_address(lab)
+    assert session["ike_cipher"] == want_ike
+    assert session["esp_cipher"] == want_esp
+
+
+def test_client_rekeys_the_ike_sa_and_the_session_lives_on(lab):
+    lab = lab()
+    lab.box.add_user("alice", PASSWORD)
+    lab.connect(lab.conn(ike_rekey_time="3s"))
+    before = assert_established_with_pool_address(lab)
+    deadline = time.time() + 20
+    while time.time() < deadline and "rekeyed" not in lab.charon.log():
+        time.sleep(0.5)
+    time.sleep(1)
+    assert "rekeyed" in lab.charon.log(), lab.explain()
+    assert lab.charon.ike_state() == "ESTABLISHED"
+    after = assert_established_with_pool_address(lab)
+    assert after["ike_sa"] != before["ike_sa"] and after["assigned"] == before["assigned"]
+    assert len(lab.box.call("show_ike_sas")) == 1  # the old one was deleted
+
+
+def test_eap_identity_round_when_idi_is_an_address(lab):
+    # Windows' built-in client and many phones send their address as IDi and tell the
+    # user name only inside EAP.
+    lab = lab()
+    lab.box.add_user("alice", PASSWORD)
+    lab.connect(lab.conn(local_id=lab.topo.client_ip, eap_id="alice"))
+    session = assert_established_with_pool_address(lab)
+    assert session["user"] == "alice"
+    trace = " ".join(r["text"] for r in lab.box.call("trace", limit=500))
+    assert "sending EAP-Identity request" in trace
+
+
+def test_bad_config_change_is_refused_and_nothing_changes(lab):
+    from firmware.control import ControlError
+    lab = lab()
+    before = lab.box.call("config_get")
+    with open(lab.box.config_path) as fh:
+        file_before = fh.read()
+    for change, words in [({"pool": {"ipv4": "10.0.0.1/24"}}, "pool.ipv4"),
+                          ({"ike": {"psk_file": "/nonexistent/psk"}}, "ike.psk_file"),
+                          ({"ike": {"port": 1500}}, "restart")]:
+        with pytest.raises(ControlError, match=words.replace(".", r"\.")):
+            lab.box.call("config_set", config=change)
+    assert lab.box.call("config_get") == before
+    with open(lab.box.config_path) as fh:
+        assert fh.read() == file_before
+    # A good change applies at once and survives in the file.
+    lab.box.call("config_set", config={"pool": {"dns": ["198.18.200.53"]}})
+    assert lab.box.call("config_get")["pool"]["dns"] == ["198.18.200.53"]
+    with open(lab.box.config_path) as fh:
+        assert "198.18.200.53" in fh.read()
