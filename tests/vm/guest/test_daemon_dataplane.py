@@ -162,19 +162,13 @@ def test_forced_udp_encapsulation_passes_traffic(lab):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug: Daemon._delete_child looks the IKE SA up after the responder "
-    "removed it ('removing CHILD_SA reqid ... failed: NoneType object has no attribute "
-    "local'), so the SAs and policies stay until their hard lifetime; remove this mark "
-    "when the daemon keeps what it needs to delete",
-)
 def test_client_disconnect_leaves_no_kernel_state(lab):
     lab = lab()
     vip = lab.connect()
     lab.ping(vip, 1)
     assert lab.charon.terminate().returncode == 0
-    assert wait_for(lambda: lab.box_xfrm("state").strip() == "", 10), lab.box_spis() + lab.explain()
+    gone = wait_for(lambda: lab.box_xfrm("state").strip() == "", 10)
+    assert gone, lab.box_spis() + lab.explain()
     assert lab.box_xfrm("policy").strip() == ""
     assert lab.box.call("show_ipsec_sas") == []
 
