@@ -35,7 +35,6 @@ log = logging.getLogger("ikebox.daemon")
 
 FAILURES_KEPT = 200
 TRACE_KEPT = 2000
-REQID_BASE = OWNED_REQIDS.start  # the kernel layer knows these reqids as ours
 
 
 class Daemon:
@@ -89,7 +88,8 @@ class Daemon:
             eap_timeout=ike["eap_timeout"],
             dpd_interval=ike["dpd_interval"],
             fragment_size=ike["fragment_size"],
-            reqid_base=REQID_BASE,
+            reqid_base=OWNED_REQIDS.start,
+            reqid_count=len(OWNED_REQIDS),
         )
 
     def _eap_server(self, identity: str | None) -> EapServer:

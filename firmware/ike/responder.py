@@ -424,9 +424,16 @@ class Responder:
     # --- bookkeeping ---------------------------------------------------------------
 
     def new_reqid(self) -> int:
-        reqid = self._next_reqid
-        self._next_reqid += 1
-        return reqid
+        """The next free reqid, cycling inside the range the kernel layer owns."""
+        base, span = self.policy.reqid_base, self.policy.reqid_count
+        in_use = {c.reqid for s in self.sas.values() for c in s.children}
+        for _ in range(span):
+            reqid = self._next_reqid
+            self._next_reqid = base + (reqid - base + 1) % span
+            if reqid not in in_use:
+                return reqid
+        raise ExchangeError(Notify.TEMPORARY_FAILURE, "every reqid is in use",
+                            fatal=False)
 
     def new_spi_in(self) -> bytes:
         while True:

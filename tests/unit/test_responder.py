@@ -539,9 +539,12 @@ def test_child_rekey_installs_new_pair(make_responder):
                 *client.auth_first()[-2:]]
     reply, actions = exchange(r, client, payloads, exchange_type=ExchangeType.CREATE_CHILD_SA)
     assert reply.first(SaPayload).proposals[0].spi != b""
-    assert only(actions, act.InstallChild).child.spi_out == new_spi
+    install = only(actions, act.InstallChild)
+    assert install.child.spi_out == new_spi
     ike_sa = next(iter(r.sas.values()))
     assert len(ike_sa.children) == 2
+    # The new pair hangs off the same kernel policies: same reqid as the old pair.
+    assert install.child.reqid == ike_sa.children[0].reqid
     # The client then deletes the old pair.
     reply, actions = exchange(r, client, [DeletePayload(Protocol.ESP, (client.child_spi,))],
                               exchange_type=ExchangeType.INFORMATIONAL)
@@ -642,3 +645,10 @@ def test_sk_payload_with_each_ike_cipher(make_responder, proposal):
     reply, actions = exchange(r, client, client.auth_first(with_psk=PSK))
     assert only(actions, act.SessionUp)
     assert reply.first(CpPayload) is not None
+
+
+def test_reqids_cycle_inside_their_range_and_skip_those_in_use(make_responder):
+    r, _client = established(make_responder, reqid_base=100, reqid_count=3)
+    in_use = next(iter(r.sas.values())).children[0].reqid
+    assert in_use == 100
+    assert [r.new_reqid() for _ in range(4)] == [101, 102, 101, 102]

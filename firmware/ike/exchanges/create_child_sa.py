@@ -71,7 +71,8 @@ def _new_child(r: Responder, ike_sa: IkeSa, message: Message, sa: SaPayload,
         shared, public = _pfs(r, ike_sa, sa, ke)
         ke_reply = [KePayload(ke.group, public)]
 
-    child = negotiate_child(r, ike_sa, message, sa, (nonce.data, nonce_r), shared)
+    child = negotiate_child(r, ike_sa, message, sa, (nonce.data, nonce_r), shared,
+                            reqid=old.reqid if old else None)
     if ke is None and any(t.type == TransformType.DH and t.id != Dh.NONE
                           for p in sa.proposals for t in p.transforms
                           if p.num == child.chosen.proposal_num):

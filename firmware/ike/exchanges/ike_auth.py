@@ -330,7 +330,12 @@ def _assign_address(r: Responder, ike_sa: IkeSa,
 
 def negotiate_child(r: Responder, ike_sa: IkeSa, request: Message, sa: SaPayload,
                     nonces: tuple[bytes, bytes] | None = None,
-                    dh_shared: bytes = b"") -> ChildSa:
+                    dh_shared: bytes = b"", reqid: int | None = None) -> ChildSa:
+    """Chooses the ESP proposal, narrows the selectors and derives the keys.
+
+    A rekey passes the old child's reqid: the kernel's policies are keyed by selector,
+    so the new SA pair must hang off the same policies as the one it replaces.
+    """
     suite = esp_suite(r.policy.profile, r.policy.prefer_chacha)
     try:
         chosen = choose(sa.proposals, suite, Protocol.ESP)
@@ -356,7 +361,8 @@ def negotiate_child(r: Responder, ike_sa: IkeSa, request: Message, sa: SaPayload
     nonce_i, nonce_r = nonces or (ike_sa.nonce_i, ike_sa.nonce_r)
     keymat = child_keymat(keys.prf, keys.sk_d, chosen, nonce_i, nonce_r, dh_shared)
     encap = (ike_sa.local[1], ike_sa.remote[1]) if ike_sa.nat else None
-    return ChildSa(reqid=r.new_reqid(), spi_in=r.new_spi_in(), spi_out=chosen.peer_spi,
+    return ChildSa(reqid=reqid or r.new_reqid(), spi_in=r.new_spi_in(),
+                   spi_out=chosen.peer_spi,
                    chosen=chosen, keys=keymat, ts_i=tuple(ts_i), ts_r=tuple(ts_r),
                    encap=encap, created=r.now)
 
