@@ -1,0 +1,622 @@
+"""The IKEv2 responder: bytes and time in, actions out (RFC 7296).
+
+`receive(datagram, remote, local, now)` handles one datagram; `tick(now)` runs the
+timers (half-open expiry, retransmission of the box's own requests, liveness checks);
+`install_result(...)` resumes an IKE_AUTH that waited for the kernel. Each returns a
+list of actions (actions.py) for the host to carry out. Nothing here opens a socket,
+reads a clock or touches the kernel, so every exchange is a plain unit test.
+
+Per message the responder: finds the IKE SA by SPI, applies the message-ID window
+(a retransmitted request gets the cached response, byte for byte), reassembles
+fragments, decrypts, and hands the payloads to the exchange handler that the
+(exchange, state) table names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from . import actions as act
+from . import sk
+from .constants import ExchangeType, Flags, Notify
+from .ike_sa import ChildSa, IkeSa, PendingRequest, State
+from .message import (
+    Header, Message, NotifyPayload, ParseError, Payload, SkfPayload, SkPayload,
+    UnsupportedCritical, encode_message, parse_message, parse_payloads,
+)
+from .policy import ResponderPolicy
+from .trace import describe_payloads
+
+log = logging.getLogger("ikebox.ike")
+
+RETRANSMIT_BASE = 2.0
+RETRANSMIT_TRIES = 5
+MAX_FRAGMENTS = 64
+
+
+class ExchangeError(Exception):
+    """An exchange step failed; the responder answers with `notify` (and ends the IKE
+    SA when `fatal`). `klass` and `reason` feed the operator's failure list."""
+
+    def __init__(self, notify: int, reason: str, klass: str = "protocol",
+                 fatal: bool = True, data: bytes = b"") -> None:
+        super().__init__(reason)
+        self.notify = notify
+        self.reason = reason
+        self.klass = klass
+        self.fatal = fatal
+        self.data = data
+
+
+class Responder:
+    def __init__(self, policy: ResponderPolicy,
+                 random: Callable[[int], bytes] = os.urandom) -> None:
+        self.policy = policy
+        self.random = random
+        self.sas: dict[bytes, IkeSa] = {}
+        self.half_open: dict[tuple[bytes, str], bytes] = {}
+        self.cookie_secret = random(32)
+        self.now = 0.0
+        self._out: list[act.Action] = []
+        self._next_reqid = policy.reqid_base
+        self._spis_in: set[bytes] = set()
+
+    # --- entry points --------------------------------------------------------------
+
+    def receive(self, data: bytes, remote: act.Endpoint, local: act.Endpoint,
+                now: float) -> list[act.Action]:
+        self.now = now
+        try:
+            self._receive(data, remote, local)
+        except ParseError as exc:
+            self._trace(None, None, "", "drop", f"dropped a malformed datagram from "
+                        f"{_ep(remote)}: {exc}", level=2)
+        return self._flush()
+
+    def tick(self, now: float) -> list[act.Action]:
+        from .exchanges import informational
+        self.now = now
+        for ike_sa in list(self.sas.values()):
+            if ike_sa.state in (State.HALF_OPEN, State.EAP, State.AUTH_FINAL) and \
+                    now >= ike_sa.deadline:
+                step = {State.HALF_OPEN: "IKE_AUTH", State.EAP: "EAP",
+                        State.AUTH_FINAL: "final AUTH"}[ike_sa.state]
+                known = getattr(ike_sa.eap, "pending_failure", None)
+                reason = known or (f"the client did not send its {step} message in time; it "
+                                   f"may have given up (for example over an untrusted "
+                                   f"certificate)")
+                self._fail(ike_sa, "auth" if known else "protocol", step, reason)
+                self._remove(ike_sa, reason)
+            elif ike_sa.pending is not None:
+                self._retransmit(ike_sa)
+            elif ike_sa.state == State.DELETING and now >= ike_sa.deadline:
+                # A rekeyed IKE SA whose DELETE never came: nothing hangs off it any more.
+                self._remove(ike_sa, ike_sa.close_reason or "replaced")
+            elif ike_sa.state == State.ESTABLISHED and self.policy.dpd_interval > 0 and \
+                    now - ike_sa.last_heard >= self.policy.dpd_interval:
+                informational.send_liveness(self, ike_sa)
+        return self._flush()
+
+    def next_deadline(self) -> float | None:
+        deadlines = []
+        for ike_sa in self.sas.values():
+            if ike_sa.state in (State.HALF_OPEN, State.EAP, State.AUTH_FINAL):
+                deadlines.append(ike_sa.deadline)
+            elif ike_sa.pending is not None:
+                deadlines.append(ike_sa.pending.sent + _backoff(ike_sa.pending.tries))
+            elif ike_sa.state == State.DELETING:
+                deadlines.append(ike_sa.deadline)
+            elif ike_sa.state == State.ESTABLISHED and self.policy.dpd_interval > 0:
+                deadlines.append(ike_sa.last_heard + self.policy.dpd_interval)
+        return min(deadlines) if deadlines else None
+
+    def install_result(self, ike_sa_name: str, reqid: int, error: str | None,
+                       now: float) -> list[act.Action]:
+        """The host installed (error None) or failed to install a CHILD_SA; the response
+        that waited for it goes out now."""
+        self.now = now
+        ike_sa = self.find(ike_sa_name)
+        waiter = ike_sa.install_waiter if ike_sa is not None else None
+        if ike_sa is None or waiter is None or waiter[2].reqid != reqid:
+            return self._flush()
+        ike_sa.install_waiter = None
+        header, msg_id, child, finish = waiter
+        if error is None:
+            child.installed = True
+        else:
+            child.install_error = error
+        payloads = finish(error)
+        self._respond(ike_sa, Header(header.spi_i, header.spi_r, 0, header.exchange,
+                                     header.flags, msg_id), payloads)
+        return self._flush()
+
+    def await_install(self, ike_sa: IkeSa, header: Header, msg_id: int, child: ChildSa,
+                      finish: Callable[[str | None], list[Payload]]) -> None:
+        """Asks the host to install `child`; `finish(error)` builds the response."""
+        ike_sa.install_waiter = (header, msg_id, child, finish)
+        self._out.append(act.InstallChild(ike_sa.name, child))
+
+    def disconnect(self, ike_sa_name: str, reason: str, now: float) -> list[act.Action]:
+        """Ends a session from the box's side: kernel state and lease go at once, then a
+        DELETE tells the client."""
+        from .exchanges import informational
+        self.now = now
+        ike_sa = self.find(ike_sa_name)
+        if ike_sa is not None:
+            informational.send_delete(self, ike_sa, reason)
+        return self._flush()
+
+    def shutdown(self, now: float) -> list[act.Action]:
+        """The daemon is stopping: tell every client, free everything."""
+        for ike_sa in list(self.sas.values()):
+            self.disconnect(ike_sa.name, "the box is shutting down", now)
+        for ike_sa in list(self.sas.values()):
+            self._remove(ike_sa, "the box is shutting down")
+        return self._flush()
+
+    def find(self, name: str) -> IkeSa | None:
+        spi_r = bytes.fromhex(name.split("/")[-1]) if "/" in name else None
+        if spi_r is not None:
+            return self.sas.get(spi_r)
+        return next((s for s in self.sas.values() if s.session_id == name), None)
+
+    # --- dispatch ------------------------------------------------------------------
+
+    def _receive(self, data: bytes, remote: act.Endpoint, local: act.Endpoint) -> None:
+        from .exchanges import ike_sa_init
+        header = Header.parse(data)
+        if header.version >> 4 != 2:
+            self._trace(None, header.msg_id, header.exchange_name, "drop",
+                        f"{_ep(remote)} speaks IKE version {header.version >> 4}; this box "
+                        f"speaks IKEv2 only", level=1)
+            return
+        if header.exchange == ExchangeType.IKE_SA_INIT:
+            if header.is_response or header.spi_r != bytes(8) or header.msg_id != 0:
+                return
+            ike_sa_init.handle(self, data, remote, local)
+            return
+
+        ike_sa = self.sas.get(header.spi_r)
+        if ike_sa is None or ike_sa.spi_i != header.spi_i or ike_sa.keys is None:
+            self._trace(None, header.msg_id, header.exchange_name, "drop",
+                        f"{_ep(remote)} sent {header.exchange_name} for an IKE SA this box "
+                        f"does not know ({header.spi_i.hex()}/{header.spi_r.hex()}); the "
+                        f"box may have restarted", level=1)
+            return
+        if not header.is_initiator:
+            return  # the original initiator always sets the I flag (§3.1)
+        if header.is_response:
+            self._receive_response(ike_sa, header, data, remote, local)
+            return
+        self._receive_request(ike_sa, header, data, remote, local)
+
+    def _receive_request(self, ike_sa: IkeSa, header: Header, data: bytes,
+                         remote: act.Endpoint, local: act.Endpoint) -> None:
+        if header.msg_id == ike_sa.next_msg_id - 1 and ike_sa.last_response is not None:
+            self._resend_cached(ike_sa, header, data, remote, local)
+            return
+        if header.msg_id != ike_sa.next_msg_id or ike_sa.install_waiter is not None:
+            self._trace(ike_sa, header.msg_id, header.exchange_name, "drop",
+                        f"message ID {header.msg_id} is outside the window (expected "
+                        f"{ike_sa.next_msg_id})", level=2)
+            return
+
+        inner = self._open(ike_sa, header, data)
+        if inner is None:
+            return
+        ike_sa.last_heard = self.now
+        if (remote, local) != (ike_sa.remote, ike_sa.local):
+            self._float(ike_sa, remote, local)
+
+        try:
+            payloads = parse_payloads(inner[0], inner[1])
+        except UnsupportedCritical as exc:
+            self._respond(ike_sa, header, [NotifyPayload(
+                Notify.UNSUPPORTED_CRITICAL_PAYLOAD, bytes([exc.payload_type]))])
+            self._trace(ike_sa, header.msg_id, header.exchange_name, "reject",
+                        f"the client sent an unknown critical payload {exc.payload_type}")
+            return
+        except ParseError as exc:
+            self._answer_syntax_error(ike_sa, header, str(exc))
+            return
+        message = Message(header, tuple(payloads), data)
+        self._trace(ike_sa, header.msg_id, header.exchange_name, "request",
+                    f"received {header.exchange_name} request",
+                    level=3, detail=describe_payloads(payloads))
+        self._dispatch(ike_sa, message)
+
+    def _dispatch(self, ike_sa: IkeSa, message: Message) -> None:
+        from .exchanges import create_child_sa, ike_auth, informational
+        table: dict[tuple[int, State], Callable[[Responder, IkeSa, Message],
+                                                list[Payload] | None]] = {
+            (ExchangeType.IKE_AUTH, State.HALF_OPEN): ike_auth.first_request,
+            (ExchangeType.IKE_AUTH, State.EAP): ike_auth.eap_round,
+            (ExchangeType.IKE_AUTH, State.AUTH_FINAL): ike_auth.final_auth,
+            (ExchangeType.CREATE_CHILD_SA, State.ESTABLISHED): create_child_sa.handle,
+        }
+        for state in (State.EAP, State.AUTH_FINAL, State.ESTABLISHED, State.DELETING):
+            table[(ExchangeType.INFORMATIONAL, state)] = informational.handle
+        header = message.header
+        handler = table.get((header.exchange, ike_sa.state))
+        if handler is None:
+            self._trace(ike_sa, header.msg_id, header.exchange_name, "reject",
+                        f"{header.exchange_name} is not expected while the IKE SA is "
+                        f"{ike_sa.state.value}")
+            self._answer_syntax_error(ike_sa, header, f"unexpected {header.exchange_name}",
+                                      fatal=ike_sa.state != State.ESTABLISHED)
+            return
+        try:
+            reply = handler(self, ike_sa, message)
+        except ExchangeError as exc:
+            self._exchange_failed(ike_sa, header, exc)
+            return
+        if reply is not None:
+            self._respond(ike_sa, header, reply)
+
+    def _exchange_failed(self, ike_sa: IkeSa, header: Header, exc: ExchangeError) -> None:
+        step = _step_name(ike_sa, header)
+        self._trace(ike_sa, header.msg_id, header.exchange_name, "fail", exc.reason)
+        self._respond(ike_sa, header, [NotifyPayload(exc.notify, exc.data)])
+        if exc.fatal:
+            self._fail(ike_sa, exc.klass, step, exc.reason)
+            self._remove(ike_sa, exc.reason)
+
+    def _answer_syntax_error(self, ike_sa: IkeSa, header: Header, why: str,
+                             fatal: bool = True) -> None:
+        # §2.21.2: a malformed IKE_AUTH ends the IKE SA; later exchanges keep it.
+        fatal = fatal and ike_sa.state != State.ESTABLISHED
+        self._exchange_failed(ike_sa, header, ExchangeError(
+            Notify.INVALID_SYNTAX, f"the client sent a malformed message: {why}",
+            fatal=fatal))
+
+    # --- encryption, fragments, retransmits --------------------------------------
+
+    def _open(self, ike_sa: IkeSa, header: Header,
+              data: bytes) -> tuple[int, bytes] | None:
+        """Decrypts a request (gathering fragments); None while fragments are missing
+        or when the message fails its integrity check (then it is dropped, §2.21.2)."""
+        assert ike_sa.keys is not None
+        try:
+            message = parse_message(data)
+        except ParseError as exc:
+            self._trace(ike_sa, header.msg_id, header.exchange_name, "drop",
+                        f"dropped a malformed message: {exc}", level=2)
+            return None
+        last = message.payloads[-1] if message.payloads else None
+        try:
+            if isinstance(last, SkPayload):
+                return last.first_inner, sk.open_encrypted(ike_sa.keys, data, last.data)
+            if isinstance(last, SkfPayload) and ike_sa.fragmentation:
+                return self._gather(ike_sa, header, data, last)
+        except sk.DecryptError as exc:
+            self._trace(ike_sa, header.msg_id, header.exchange_name, "drop",
+                        f"dropped a message that failed its integrity check: {exc}")
+            return None
+        self._trace(ike_sa, header.msg_id, header.exchange_name, "drop",
+                    "dropped an unencrypted message for an existing IKE SA", level=2)
+        return None
+
+    def _gather(self, ike_sa: IkeSa, header: Header, data: bytes,
+                frag: SkfPayload) -> tuple[int, bytes] | None:
+        assert ike_sa.keys is not None
+        if frag.total > MAX_FRAGMENTS:
+            self._trace(ike_sa, header.msg_id, header.exchange_name, "drop",
+                        f"message announced {frag.total} fragments; at most "
+                        f"{MAX_FRAGMENTS} are accepted")
+            return None
+        body = struct.pack("!HH", frag.number, frag.total) + frag.data
+        plain = sk.open_encrypted(ike_sa.keys, data, body, aad_extra=4)
+        if ike_sa.fragments_msg_id != header.msg_id:
+            ike_sa.fragments = {}
+            ike_sa.fragments_msg_id = header.msg_id
+        if frag.number == 1:
+            ike_sa.fragments[0] = bytes([frag.first_inner])
+        ike_sa.fragments[frag.number] = plain
+        ike_sa.fragments[-1] = struct.pack("!H", frag.total)
+        total = frag.total
+        have = [n for n in ike_sa.fragments if n > 0]
+        if len(have) < total or 0 not in ike_sa.fragments:
+            self._trace(ike_sa, header.msg_id, header.exchange_name, "fragment",
+                        f"received fragment {frag.number} of {total}", level=2)
+            return None
+        first = ike_sa.fragments[0][0]
+        joined = b"".join(ike_sa.fragments[n] for n in range(1, total + 1))
+        ike_sa.fragments = {}
+        self._trace(ike_sa, header.msg_id, header.exchange_name, "fragment",
+                    f"reassembled {total} fragments ({len(joined)} bytes)", level=2)
+        return first, joined
+
+    def _resend_cached(self, ike_sa: IkeSa, header: Header, data: bytes,
+                       remote: act.Endpoint, local: act.Endpoint) -> None:
+        assert ike_sa.last_response is not None
+        message = _quiet_parse(data)
+        if message is not None and message.payloads and \
+                isinstance(message.payloads[-1], SkfPayload) and \
+                message.payloads[-1].number != 1:
+            return  # RFC 7383 §2.6.1: answer a retransmitted fragmented request once
+        _msg_id, datagrams = ike_sa.last_response
+        self._trace(ike_sa, header.msg_id, header.exchange_name, "retransmit",
+                    "the client repeated its request; sending the same response again",
+                    level=2)
+        self._out.append(act.Send(datagrams, ike_sa.remote, ike_sa.local))
+
+    def _respond(self, ike_sa: IkeSa, request: Header, payloads: list[Payload]) -> None:
+        header = Header(ike_sa.spi_i, ike_sa.spi_r, 0, request.exchange, Flags.RESPONSE,
+                        request.msg_id)
+        datagrams = self._seal(ike_sa, header, payloads)
+        ike_sa.last_response = (request.msg_id, datagrams)
+        ike_sa.next_msg_id = request.msg_id + 1
+        self._trace(ike_sa, request.msg_id, request.exchange_name, "response",
+                    f"sent {request.exchange_name} response"
+                    + (f" in {len(datagrams)} fragments" if len(datagrams) > 1 else ""),
+                    level=3, detail=describe_payloads(payloads))
+        self._out.append(act.Send(datagrams, ike_sa.remote, ike_sa.local))
+
+    def send_request(self, ike_sa: IkeSa, exchange: int, payloads: list[Payload],
+                     purpose: str) -> None:
+        header = Header(ike_sa.spi_i, ike_sa.spi_r, 0, exchange, 0, ike_sa.our_msg_id)
+        datagrams = self._seal(ike_sa, header, payloads)
+        ike_sa.pending = PendingRequest(ike_sa.our_msg_id, datagrams, purpose, self.now)
+        ike_sa.our_msg_id += 1
+        self._out.append(act.Send(datagrams, ike_sa.remote, ike_sa.local))
+
+    def _seal(self, ike_sa: IkeSa, header: Header, payloads: list[Payload]) -> tuple[bytes, ...]:
+        assert ike_sa.keys is not None
+        whole = sk.seal(ike_sa.keys, header, payloads)
+        budget = self.policy.fragment_size - (4 if ike_sa.local[1] != 500 else 0)
+        if ike_sa.fragmentation and len(whole) > budget and \
+                header.exchange != ExchangeType.IKE_SA_INIT:
+            return tuple(sk.seal_fragments(ike_sa.keys, header, payloads, budget))
+        return (whole,)
+
+    def _retransmit(self, ike_sa: IkeSa) -> None:
+        from .exchanges import informational
+        pending = ike_sa.pending
+        assert pending is not None
+        if self.now < pending.sent + _backoff(pending.tries):
+            return
+        if pending.tries >= RETRANSMIT_TRIES:
+            ike_sa.pending = None
+            informational.peer_silent(self, ike_sa, pending)
+            return
+        pending.tries += 1
+        pending.sent = self.now
+        self._out.append(act.Send(pending.datagrams, ike_sa.remote, ike_sa.local))
+
+    def _receive_response(self, ike_sa: IkeSa, header: Header, data: bytes,
+                          remote: act.Endpoint, local: act.Endpoint) -> None:
+        from .exchanges import informational
+        pending = ike_sa.pending
+        if pending is None or header.msg_id != pending.msg_id:
+            return
+        inner = self._open(ike_sa, header, data)
+        if inner is None:
+            return
+        try:
+            payloads = parse_payloads(inner[0], inner[1])
+        except ParseError:
+            payloads = []
+        ike_sa.pending = None
+        ike_sa.last_heard = self.now
+        if (remote, local) != (ike_sa.remote, ike_sa.local):
+            self._float(ike_sa, remote, local)
+        informational.response_received(self, ike_sa, pending, payloads)
+
+    def _float(self, ike_sa: IkeSa, remote: act.Endpoint, local: act.Endpoint) -> None:
+        old = ike_sa.peer
+        ike_sa.remote, ike_sa.local = remote, local
+        if local[1] != 500 and ike_sa.nat:
+            text = f"the client moved from {old} to {ike_sa.peer} (NAT-T port 4500)"
+        else:
+            text = f"the client now talks from {ike_sa.peer} (was {old})"
+        self._trace(ike_sa, None, "", "float", text, level=1)
+
+    # --- bookkeeping ---------------------------------------------------------------
+
+    def new_reqid(self) -> int:
+        reqid = self._next_reqid
+        self._next_reqid += 1
+        return reqid
+
+    def new_spi_in(self) -> bytes:
+        while True:
+            spi = self.random(4)
+            if int.from_bytes(spi, "big") >= 256 and spi not in self._spis_in:
+                self._spis_in.add(spi)
+                return spi
+
+    def emit_send(self, ike_sa: IkeSa, datagrams: tuple[bytes, ...]) -> None:
+        self._out.append(act.Send(datagrams, ike_sa.remote, ike_sa.local))
+
+    def emit(self, action: act.Action) -> None:
+        self._out.append(action)
+
+    def _flush(self) -> list[act.Action]:
+        out, self._out = self._out, []
+        return out
+
+    def _fail(self, ike_sa: IkeSa | None, klass: str, step: str, reason: str) -> None:
+        peer = ike_sa.peer if ike_sa else ""
+        user = ike_sa.user if ike_sa else None
+        log.info("connection from %s failed at %s: %s", peer or "?", step, reason)
+        self._out.append(act.Failure(klass, peer, user, step, reason))
+
+    def fail(self, ike_sa: IkeSa | None, klass: str, step: str, reason: str) -> None:
+        self._fail(ike_sa, klass, step, reason)
+
+    def _remove(self, ike_sa: IkeSa, reason: str) -> None:
+        """Forgets an IKE SA and everything hanging off it."""
+        if ike_sa.spi_r not in self.sas:
+            return
+        del self.sas[ike_sa.spi_r]
+        self.half_open.pop((ike_sa.spi_i, ike_sa.remote[0]), None)
+        for child in ike_sa.children:
+            self.drop_child(ike_sa, child)
+        ike_sa.children.clear()
+        was_up = ike_sa.established is not None
+        if ike_sa.lease is not None and self.policy.pool is not None:
+            self.policy.pool.release(ike_sa.lease.owner)
+        if ike_sa.close_reason == "rekeyed":
+            pass  # the session lives on in the new IKE SA
+        elif was_up:
+            log.info("session %s of %s from %s ended: %s", ike_sa.session_id, ike_sa.user,
+                     ike_sa.peer, reason)
+            self._out.append(act.SessionDown(session_info(ike_sa), reason))
+        else:
+            self._out.append(act.NegotiationEnded(ike_sa.name, ike_sa.peer, False))
+        ike_sa.state = State.DEAD
+        self._trace(ike_sa, None, "", "removed", f"IKE SA removed: {reason}", level=2)
+
+    def remove(self, ike_sa: IkeSa, reason: str) -> None:
+        self._remove(ike_sa, reason)
+
+    def drop_child(self, ike_sa: IkeSa, child: ChildSa) -> None:
+        self._spis_in.discard(child.spi_in)
+        if child.installed:
+            self._out.append(act.DeleteChild(ike_sa.name, child))
+            child.installed = False
+
+    def _trace(self, ike_sa: IkeSa | None, msg_id: int | None, exchange: str, event: str,
+               text: str, level: int = 1, detail: Any = None) -> None:
+        record = {
+            "time": self.now, "level": level,
+            "ike_sa": ike_sa.name if ike_sa else None,
+            "peer": ike_sa.peer if ike_sa else None,
+            "msg_id": msg_id, "exchange": exchange,
+            "state": ike_sa.state.value if ike_sa else None,
+            "step": event, "text": text,
+        }
+        if detail is not None:
+            record["detail"] = detail
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %s: %s", record["ike_sa"] or "-", exchange or "-", event, text)
+        self._out.append(act.Trace(record))
+
+    def trace(self, ike_sa: IkeSa | None, msg_id: int | None, exchange: str, event: str,
+              text: str, level: int = 1, detail: Any = None) -> None:
+        self._trace(ike_sa, msg_id, exchange, event, text, level, detail)
+
+    def send_unprotected(self, request: Header, payloads: list[Payload],
+                         remote: act.Endpoint, local: act.Endpoint,
+                         spi_r: bytes = bytes(8)) -> bytes:
+        header = Header(request.spi_i, spi_r, 0, request.exchange, Flags.RESPONSE,
+                        request.msg_id)
+        data = encode_message(header, payloads)
+        self._out.append(act.Send((data,), remote, local))
+        return data
+
+    # --- views for the operator ----------------------------------------------------
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return [session_info(s) for s in self.sas.values() if s.established is not None and
+                s.state != State.DEAD]
+
+    def ike_sas(self, detail: bool = False) -> list[dict[str, Any]]:
+        return [ike_sa_info(s, self.now, detail) for s in self.sas.values()]
+
+    def counts(self) -> dict[str, int]:
+        states = [s.state for s in self.sas.values()]
+        return {"ike_sas": len(states),
+                "sessions": sum(1 for s in self.sas.values() if s.established is not None),
+                "half_open": sum(1 for st in states if st in (
+                    State.HALF_OPEN, State.EAP, State.AUTH_FINAL, State.INSTALLING))}
+
+
+def _backoff(tries: int) -> float:
+    return RETRANSMIT_BASE * (2 ** (tries - 1))
+
+
+def _ep(endpoint: act.Endpoint) -> str:
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _quiet_parse(data: bytes) -> Message | None:
+    try:
+        return parse_message(data)
+    except ParseError:
+        return None
+
+
+def _step_name(ike_sa: IkeSa, header: Header) -> str:
+    if header.exchange == ExchangeType.IKE_AUTH:
+        return {State.HALF_OPEN: "IKE_AUTH", State.EAP: "EAP",
+                State.AUTH_FINAL: "final AUTH"}.get(ike_sa.state, "IKE_AUTH")
+    return header.exchange_name
+
+
+def session_info(ike_sa: IkeSa) -> dict[str, Any]:
+    child = ike_sa.children[0] if ike_sa.children else None
+    if child is None:
+        child_state = "none"
+    elif child.install_error:
+        child_state = f"install-failed: {child.install_error}"
+    else:
+        child_state = "installed" if child.installed else "pending"
+    return {
+        "id": ike_sa.session_id,
+        "ike_sa": ike_sa.name,
+        "user": ike_sa.user,
+        "remote": ike_sa.peer,
+        "natt": ike_sa.nat,
+        "assigned": [str(a) for a in ike_sa.lease.addresses] if ike_sa.lease else [],
+        "ike_cipher": ike_sa.chosen.describe() if ike_sa.chosen else "",
+        "esp_cipher": child.describe() if child else "",
+        "established": ike_sa.established,
+        "auth": ike_sa.eap_method or "psk",
+        "client_version": ike_sa.client_version,
+        "child_state": child_state,
+        "reqids": [c.reqid for c in ike_sa.children],
+        "bytes_in": 0, "bytes_out": 0, "packets_in": 0, "packets_out": 0,
+    }
+
+
+def ike_sa_info(ike_sa: IkeSa, now: float, detail: bool) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "name": ike_sa.name,
+        "session": ike_sa.session_id,
+        "state": ike_sa.state.value,
+        "role": "responder",
+        "local": _ep(ike_sa.local),
+        "remote": ike_sa.peer,
+        "user": ike_sa.user,
+        "cipher": ike_sa.chosen.describe() if ike_sa.chosen else "",
+        "nat": {"peer_behind_nat": ike_sa.peer_behind_nat,
+                "box_behind_nat": ike_sa.box_behind_nat},
+        "created": ike_sa.created,
+        "established": ike_sa.established,
+        "age": round(now - ike_sa.created, 1),
+        "children": len(ike_sa.children),
+    }
+    if detail:
+        info.update({
+            "spi_i": ike_sa.spi_i.hex(), "spi_r": ike_sa.spi_r.hex(),
+            "auth_local": ike_sa.auth_local,
+            "auth_remote": f"eap-{ike_sa.eap_method}" if ike_sa.eap_method else "psk",
+            "id_local": _id_text(ike_sa.id_r_body),
+            "id_remote": _id_text(ike_sa.id_i_body),
+            "msg_id_expected": ike_sa.next_msg_id, "msg_id_next_own": ike_sa.our_msg_id,
+            "fragmentation": ike_sa.fragmentation,
+            "assigned": [str(a) for a in ike_sa.lease.addresses] if ike_sa.lease else [],
+            "last_heard": round(now - ike_sa.last_heard, 1) if ike_sa.last_heard else None,
+            "client_version": ike_sa.client_version,
+            "child_sas": [{
+                "reqid": c.reqid, "spi_in": c.spi_in.hex(), "spi_out": c.spi_out.hex(),
+                "cipher": c.describe(), "encap": list(c.encap) if c.encap else None,
+                "ts_i": [t.describe() for t in c.ts_i],
+                "ts_r": [t.describe() for t in c.ts_r],
+                "installed": c.installed, "install_error": c.install_error,
+            } for c in ike_sa.children],
+        })
+    return info
+
+
+def _id_text(body: bytes) -> str:
+    from .message import describe_id
+    return describe_id(body[0], body[4:]) if len(body) >= 4 else ""
+
+
