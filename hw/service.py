@@ -25,7 +25,7 @@ from typing import Any
 
 from firmware.control import ControlClient, ControlError, DaemonUnreachable, socket_path
 from hw import boards
-from hw.leds import Lights, open_lights
+from hw.leds import Lights, NoLights, open_lights
 from hw.patterns import ALERT_HOLD, Light, Shown, StatusLights, lamp_test_steps
 
 log = logging.getLogger("ikebox.leds")
@@ -234,6 +234,9 @@ def main(argv: list[str]) -> int:
     lights = open_lights(board)
     try:
         if args.test:
+            if isinstance(lights, NoLights):
+                log.error("lamp test: no LEDs to drive (see the messages above)")
+                return 1
             play(lamp_test_steps(), lights)
             return 0
         service = LedService(lights, path)

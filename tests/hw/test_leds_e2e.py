@@ -120,7 +120,7 @@ def eventually(check, timeout: float = 10.0, what: str = "") -> None:
 
 
 def rises(states: list[bool]) -> int:
-    return sum(1 for a, b in zip(states, states[1:]) if b and not a)
+    return sum(1 for a, b in zip(states, states[1:], strict=False) if b and not a)
 
 
 def test_tunnel_light_follows_a_strongswan_session(lab):

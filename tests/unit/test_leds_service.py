@@ -141,7 +141,7 @@ def eventually(check, timeout=5.0):
 
 
 def rises(states: list[bool]) -> int:
-    return sum(1 for a, b in zip(states, states[1:]) if b and not a)
+    return sum(1 for a, b in zip(states, states[1:], strict=False) if b and not a)
 
 
 def blinking(states: list[bool]) -> bool:
@@ -264,3 +264,10 @@ def test_main_refuses_a_bad_leds_section(tmp_path):
     config.write_text("[leds\n")
     assert main(["--config", str(config)]) == 2
     assert main(["--config", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_lamp_test_without_leds_says_so_instead_of_playing_to_nobody(tmp_path, caplog):
+    start = time.monotonic()
+    assert main(["--test", "--model-path", str(tmp_path / "no-model")]) == 1
+    assert time.monotonic() - start < 5
+    assert "no LEDs to drive" in caplog.text
