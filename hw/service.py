@@ -47,6 +47,7 @@ class LedService:
                  wall: Callable[[], float] = time.time,
                  tick: float = TICK, resync: float = RESYNC,
                  backoff_max: float = BACKOFF_MAX,
+                 call_timeout: float = CALL_TIMEOUT,
                  alert_hold: float = ALERT_HOLD) -> None:
         self.lights = lights
         self.path = path
@@ -55,6 +56,7 @@ class LedService:
         self.tick = tick
         self.resync = resync
         self.backoff_max = backoff_max
+        self.call_timeout = call_timeout
         self.status = StatusLights(alert_hold)
         self.stop = threading.Event()
         self._client: ControlClient | None = None
@@ -108,7 +110,7 @@ class LedService:
         in order on one connection, so nothing is counted twice or missed.
         """
         was_reachable = self.status.reachable
-        client = ControlClient(self.path, timeout=CALL_TIMEOUT)
+        client = ControlClient(self.path, timeout=self.call_timeout)
         client.path = self.path  # an explicit --socket beats IKEBOX_CONTROL
         try:
             if not was_reachable:

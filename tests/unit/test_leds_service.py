@@ -215,6 +215,15 @@ def test_resubscribing_picks_up_a_lost_wan(daemon, running):
                and r.watch(Light.POWER, 2.1).count(True) < 60)
 
 
+def test_a_hung_daemon_is_not_shown_as_well(daemon, running):
+    r = running(resync=0.3, call_timeout=0.5)
+    eventually(lambda: all(r.watch(Light.POWER, 0.5)))
+    # Freeze the daemon's event loop: the socket still accepts, nothing answers.
+    daemon.loop.call_soon_threadsafe(time.sleep, 4.0)
+    eventually(lambda: all(r.watch(Light.ALERT, 0.5)), timeout=3)
+    eventually(lambda: not any(r.watch(Light.ALERT, 0.5)), timeout=8)  # thawed
+
+
 def test_a_recent_fault_from_before_we_connected_is_shown(daemon, running):
     daemon.failures = [{"time": time.time() - 20, "peer": "192.0.2.9:4500",
                         "user": "bob", "class": "auth", "step": "EAP",
