@@ -79,9 +79,9 @@ class LedService:
         now = self.clock()
         if self._client is None:
             if now >= self._retry_at:
-                self._connect(now)
+                self._connect()
         elif now >= self._resync_at:
-            self._connect(now)
+            self._connect()
         if self._events is not None:
             try:
                 event = next(self._events)
@@ -103,7 +103,7 @@ class LedService:
                 self._logged[light] = pattern.name
                 log.info("%s light: %s", light.value, pattern.name)
 
-    def _connect(self, now: float) -> None:
+    def _connect(self) -> None:
         """Subscribe on a fresh connection; its snapshot replaces what we knew.
 
         Re-subscribing is also how we resync: the reply and the events after it come
@@ -124,6 +124,7 @@ class LedService:
                 log.debug("daemon still unreachable: %s", exc)
                 self._retry_later()
             return
+        self._drain_faults()
         self._drop()
         now = self.clock()
         self._client, self._events = client, client.events(self.tick)
@@ -132,6 +133,22 @@ class LedService:
         self._resync_at = now + self.resync
         if not was_reachable:
             log.info("subscribed to the daemon on %s", self.path)
+
+    def _drain_faults(self) -> None:
+        """Read what the old connection still holds before dropping it for a new one.
+
+        Counts come from the new snapshot, but a failure is in no snapshot: one that
+        arrived just before a resync would otherwise never be shown. (One published
+        after the new subscribe arrives on both; counting it twice changes nothing.)
+        """
+        if self._client is None:
+            return
+        try:
+            while (msg := self._client.read_line(0.001)) is not None:
+                if msg.get("event") == "failure":
+                    self.status.event(msg, self.clock())
+        except (ControlError, ValueError):
+            pass
 
     def _recent_fault(self, client: ControlClient) -> None:
         """After a (re)connect, show a fault the daemon logged while we were away."""

@@ -224,6 +224,19 @@ def test_a_hung_daemon_is_not_shown_as_well(daemon, running):
     eventually(lambda: not any(r.watch(Light.ALERT, 0.5)), timeout=8)  # thawed
 
 
+def test_a_fault_just_before_a_resync_is_not_lost(daemon):
+    # Driven step by step (no thread) so the fault lands exactly in the gap.
+    service = LedService(leds.NoLights(), daemon.path, tick=0.01, resync=3600)
+    service.step()
+    assert service.status.reachable and service.status.fault is None
+    daemon.publish("failure", **{"class": "cert", "peer": "192.0.2.7:500"})
+    time.sleep(0.2)  # now in the old connection's socket buffer, unread
+    service._resync_at = 0.0
+    service.step()
+    assert service.status.fault and service.status.fault[0] == "cert"
+    service._drop()
+
+
 def test_a_recent_fault_from_before_we_connected_is_shown(daemon, running):
     daemon.failures = [{"time": time.time() - 20, "peer": "192.0.2.9:4500",
                         "user": "bob", "class": "auth", "step": "EAP",
