@@ -145,6 +145,12 @@ def _daemon(args: argparse.Namespace) -> int:
     if not args.debug:
         # pyroute2 and asyncio chatter is platform detail, not operator news.
         logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    if args.config and not os.path.exists(args.config):
+        # A mistyped path must not quietly run the box on its defaults.
+        print(f"ikebox: no config file {args.config} (without --config the daemon reads "
+              f"/etc/ikebox/ikebox.toml, or runs on its embedded default if that is "
+              f"missing)", file=sys.stderr)
+        return 2
     return daemon.run(args.config or "/etc/ikebox/ikebox.toml")
 
 
@@ -408,6 +414,9 @@ def _debug(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     from . import config as config_mod
+    if not os.path.exists(args.file):
+        print(f"invalid: {args.file}: no such file")
+        return 1
     try:
         config_mod.load(args.file)
     except config_mod.ConfigError as exc:

@@ -133,7 +133,7 @@ class ControlServer:
             args = request.get("args") or {}
             if not isinstance(args, dict):
                 raise ValueError("'args' must be an object")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return {"id": None, "ok": False, "error": f"bad request: {exc}"}
 
         rid = request.get("id")

@@ -53,7 +53,10 @@ class Daemon:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         state_dir = self.cfg["box"]["state_dir"]
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        # Traversable (not listable) so the web UI's group can reach state_dir/web;
+        # everything secret inside has its own 0600/0700 mode.
+        os.makedirs(state_dir, mode=0o711, exist_ok=True)
+        os.chmod(state_dir, 0o711)
         self.users = UserStore(os.path.join(state_dir, "users.json"))
         self.pki = Pki(state_dir, self.cfg["box"]["key_type"])
         self.pool = AddressPool(self.cfg["pool"]["ipv4"], self.cfg["pool"]["ipv6"])
@@ -352,14 +355,13 @@ class Daemon:
             sock.send(datagram, action.remote, local_ip)
 
     def _install(self, action: act.InstallChild) -> list[act.Action]:
-        ike_sa = self.responder.find(action.ike_sa)
         child = action.child
         error = None
         if self.kernel is None:
             error = "the kernel's XFRM interface is not available"
-        elif ike_sa is not None:
+        else:
             try:
-                self.kernel.install_child(child_record(ike_sa, child))
+                self.kernel.install_child(child_record(action.local, action.remote, child))
             except Exception as exc:  # noqa: BLE001 - reported to the client and trace
                 error = str(exc) or exc.__class__.__name__
         if error:
@@ -369,9 +371,8 @@ class Daemon:
     def _delete_child(self, action: act.DeleteChild) -> None:
         if self.kernel is None:
             return
-        ike_sa = self.responder.find(action.ike_sa)
         try:
-            self.kernel.delete_child(child_record(ike_sa, action.child))
+            self.kernel.delete_child(child_record(action.local, action.remote, action.child))
         except Exception as exc:  # noqa: BLE001
             log.warning("removing CHILD_SA reqid %d failed: %s", action.child.reqid, exc)
 
@@ -405,7 +406,7 @@ class Daemon:
             raise ControlError(f"unknown command {cmd!r}")
         try:
             return handler(**args)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ControlError(f"{cmd}: bad arguments ({exc})") from None
         except UserError as exc:
             raise ControlError(str(exc)) from None
@@ -431,7 +432,8 @@ class Daemon:
             if not child.installed:
                 continue
             try:
-                counters = self.kernel.child_counters(child_record(ike_sa, child))
+                counters = self.kernel.child_counters(
+                    child_record(ike_sa.local, ike_sa.remote, child))
             except Exception:  # noqa: BLE001 - counters are best effort for a view
                 continue
             for key in totals:
@@ -453,7 +455,7 @@ class Daemon:
                 if child.installed and self.kernel is not None:
                     try:
                         entry["kernel"] = self.kernel.child_counters(
-                            child_record(ike_sa, child))
+                            child_record(ike_sa.local, ike_sa.remote, child))
                     except Exception as exc:  # noqa: BLE001
                         entry["kernel_error"] = str(exc)
                 out.append(entry)
@@ -525,7 +527,7 @@ class Daemon:
         return {"pem": self.pki.ca_pem()}
 
 
-def child_record(ike_sa: Any, child: Any) -> ChildRecord:
+def child_record(local: tuple[str, int], remote: tuple[str, int], child: Any) -> ChildRecord:
     """The kernel's view of a CHILD_SA: plain addresses, SPIs, algorithm names, keys."""
     from .ike import crypto
     from .kernel.records import EspKeys
@@ -545,11 +547,11 @@ def child_record(ike_sa: Any, child: Any) -> ChildRecord:
     remote_ts = tuple(str(n) for t in child.ts_i for n in t.networks())
     # The box receives what the initiator sends (i->r keys) and sends with the r->i keys.
     return ChildRecord(
-        reqid=child.reqid, local=ike_sa.local[0], remote=ike_sa.remote[0],
+        reqid=child.reqid, local=local[0], remote=remote[0],
         inbound=keys(child.spi_in, k.encr_i, k.integ_i),
         outbound=keys(child.spi_out, k.encr_r, k.integ_r),
         local_ts=local_ts, remote_ts=remote_ts,
-        encap=(ike_sa.local[1], ike_sa.remote[1]) if child.encap else None,
+        encap=child.encap,
         esn=chosen.esn)
 
 

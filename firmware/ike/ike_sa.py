@@ -71,8 +71,7 @@ class IkeSa:
     peer_hashes: tuple[int, ...] = ()
     next_msg_id: int = 1              # next request expected from the peer
     last_response: tuple[int, tuple[bytes, ...]] | None = field(default=None, repr=False)
-    fragments: dict[int, bytes] = field(default_factory=dict, repr=False)
-    fragments_msg_id: int = -1
+    reassembly: Any = field(default=None, repr=False)   # fragments.Reassembly
     our_msg_id: int = 0               # next request the box sends
     pending: PendingRequest | None = None
     deadline: float = 0.0             # half-open / EAP round expiry

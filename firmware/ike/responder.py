@@ -23,6 +23,7 @@ from typing import Any
 from . import actions as act
 from . import sk
 from .constants import ExchangeType, Flags, Notify
+from .fragments import MAX_FRAGMENTS, FragmentError, Reassembly
 from .ike_sa import ChildSa, IkeSa, PendingRequest, State
 from .message import (
     Header, Message, NotifyPayload, ParseError, Payload, SkfPayload, SkPayload,
@@ -35,7 +36,6 @@ log = logging.getLogger("ikebox.ike")
 
 RETRANSMIT_BASE = 2.0
 RETRANSMIT_TRIES = 5
-MAX_FRAGMENTS = 64
 
 
 class ExchangeError(Exception):
@@ -138,7 +138,7 @@ class Responder:
                       finish: Callable[[str | None], list[Payload]]) -> None:
         """Asks the host to install `child`; `finish(error)` builds the response."""
         ike_sa.install_waiter = (header, msg_id, child, finish)
-        self._out.append(act.InstallChild(ike_sa.name, child))
+        self._out.append(act.InstallChild(ike_sa.name, child, ike_sa.local, ike_sa.remote))
 
     def disconnect(self, ike_sa_name: str, reason: str, now: float) -> list[act.Action]:
         """Ends a session from the box's side: kernel state and lease go at once, then a
@@ -159,10 +159,16 @@ class Responder:
         return self._flush()
 
     def find(self, name: str) -> IkeSa | None:
-        spi_r = bytes.fromhex(name.split("/")[-1]) if "/" in name else None
-        if spi_r is not None:
-            return self.sas.get(spi_r)
-        return next((s for s in self.sas.values() if s.session_id == name), None)
+        """An IKE SA by its "spi_i/spi_r" name, or the live one of a session id."""
+        if "/" in name:
+            try:
+                return self.sas.get(bytes.fromhex(name.split("/")[-1]))
+            except ValueError:
+                return None
+        # After an IKE rekey the old SA (DELETING) shares the session id for a while.
+        matches = [s for s in self.sas.values() if s.session_id == name]
+        live = [s for s in matches if s.state not in (State.DELETING, State.DEAD)]
+        return (live or matches or [None])[0]
 
     # --- dispatch ------------------------------------------------------------------
 
@@ -303,31 +309,31 @@ class Responder:
     def _gather(self, ike_sa: IkeSa, header: Header, data: bytes,
                 frag: SkfPayload) -> tuple[int, bytes] | None:
         assert ike_sa.keys is not None
+        exchange = header.exchange_name
         if frag.total > MAX_FRAGMENTS:
-            self._trace(ike_sa, header.msg_id, header.exchange_name, "drop",
-                        f"message announced {frag.total} fragments; at most "
-                        f"{MAX_FRAGMENTS} are accepted")
+            self._trace(ike_sa, header.msg_id, exchange, "drop", f"message announced "
+                        f"{frag.total} fragments; at most {MAX_FRAGMENTS} are accepted")
             return None
         body = struct.pack("!HH", frag.number, frag.total) + frag.data
         plain = sk.open_encrypted(ike_sa.keys, data, body, aad_extra=4)
-        if ike_sa.fragments_msg_id != header.msg_id:
-            ike_sa.fragments = {}
-            ike_sa.fragments_msg_id = header.msg_id
-        if frag.number == 1:
-            ike_sa.fragments[0] = bytes([frag.first_inner])
-        ike_sa.fragments[frag.number] = plain
-        ike_sa.fragments[-1] = struct.pack("!H", frag.total)
-        total = frag.total
-        have = [n for n in ike_sa.fragments if n > 0]
-        if len(have) < total or 0 not in ike_sa.fragments:
-            self._trace(ike_sa, header.msg_id, header.exchange_name, "fragment",
-                        f"received fragment {frag.number} of {total}", level=2)
+        partial = ike_sa.reassembly
+        if partial is None or partial.msg_id != header.msg_id:
+            partial = ike_sa.reassembly = Reassembly(header.msg_id, frag.total)
+        try:
+            whole = partial.add(frag.number, frag.total, frag.first_inner, plain)
+        except FragmentError as exc:
+            ike_sa.reassembly = None
+            self._trace(ike_sa, header.msg_id, exchange, "drop",
+                        f"dropped a fragmented message: {exc}")
             return None
-        first = ike_sa.fragments[0][0]
-        joined = b"".join(ike_sa.fragments[n] for n in range(1, total + 1))
-        ike_sa.fragments = {}
-        self._trace(ike_sa, header.msg_id, header.exchange_name, "fragment",
-                    f"reassembled {total} fragments ({len(joined)} bytes)", level=2)
+        if not whole:
+            self._trace(ike_sa, header.msg_id, exchange, "fragment",
+                        f"received fragment {frag.number} of {frag.total}", level=2)
+            return None
+        ike_sa.reassembly = None
+        first, joined = partial.joined()
+        self._trace(ike_sa, header.msg_id, exchange, "fragment",
+                    f"reassembled {frag.total} fragments ({len(joined)} bytes)", level=2)
         return first, joined
 
     def _resend_cached(self, ike_sa: IkeSa, header: Header, data: bytes,
@@ -477,7 +483,8 @@ class Responder:
     def drop_child(self, ike_sa: IkeSa, child: ChildSa) -> None:
         self._spis_in.discard(child.spi_in)
         if child.installed:
-            self._out.append(act.DeleteChild(ike_sa.name, child))
+            self._out.append(act.DeleteChild(ike_sa.name, child, ike_sa.local,
+                                             ike_sa.remote))
             child.installed = False
 
     def _trace(self, ike_sa: IkeSa | None, msg_id: int | None, exchange: str, event: str,

@@ -15,55 +15,39 @@ from firmware.eap import EapServer
 from firmware.ike import actions as act
 from firmware.ike.auth import Signer, verify_signature
 from firmware.ike.constants import (
-    AuthMethod, CfgAttr, Dh, Encr, ExchangeType, Integ, Notify, PayloadType, Prf, Protocol,
+    AuthMethod,
+    CfgAttr,
+    Dh,
+    Encr,
+    ExchangeType,
+    Integ,
+    Notify,
+    PayloadType,
+    Prf,
+    Protocol,
 )
 from firmware.ike.message import (
-    AuthPayload, CertPayload, CpPayload, DeletePayload, EapPayload, Header, IdPayload,
-    KePayload, NotifyPayload, SaPayload, TsPayload, UnknownPayload, parse_message,
+    AuthPayload,
+    CertPayload,
+    CpPayload,
+    DeletePayload,
+    EapPayload,
+    Header,
+    IdPayload,
+    KePayload,
+    NotifyPayload,
+    SaPayload,
+    TsPayload,
+    UnknownPayload,
+    parse_message,
 )
-from firmware.ike.policy import ResponderPolicy
 from firmware.ike.responder import Responder
-from firmware.pki import make_ca, make_server_cert
 from firmware.pool import AddressPool
-from firmware.users import UserStore
-
+from tests.unit.conftest import PSK
 from tests.unit.initiator import BOX, CLIENT, Initiator, esp_proposal, ike_proposal
 from tests.unit.test_eap_server import Peer
 
-PSK = b"correct horse battery staple"
 T0 = 1000.0
-
-
-@pytest.fixture(scope="module")
-def server_credentials():
-    ca_key, ca_cert = make_ca("test CA", "ecdsa")
-    key, cert = make_server_cert(ca_key, ca_cert, ["ikebox.test"], "ecdsa")
-    return key, cert, ca_cert
-
-
-@pytest.fixture
-def users(tmp_path):
-    store = UserStore(str(tmp_path / "users.json"))
-    store.add("alice", "alice-password-1")
-    store.add("mallory", "md5-password", allow_md5=True)
-    return store
-
-
-@pytest.fixture
-def make_responder(server_credentials, users):
-    key, cert, ca_cert = server_credentials
-    from cryptography.hazmat.primitives import serialization
-    chain = tuple(c.public_bytes(serialization.Encoding.DER) for c in (cert, ca_cert))
-
-    def make(**kw) -> Responder:
-        pool = kw.pop("pool", AddressPool("10.99.0.0/24"))
-        policy = ResponderPolicy(
-            identity="ikebox.test", signer=Signer(key), cert_chain=chain, psk=PSK,
-            eap_factory=lambda identity: EapServer(users, identity=identity),
-            user_exists=lambda name: users.get(name) is not None, pool=pool,
-            dns=("198.51.100.53",), **kw)
-        return Responder(policy)
-    return make
 
 
 def sends(actions) -> list[act.Send]:
@@ -546,8 +530,9 @@ def test_malformed_inner_payload_gets_invalid_syntax_but_keeps_established_sa(ma
 
 def test_child_rekey_installs_new_pair(make_responder):
     r, client = established(make_responder)
-    from firmware.ike.message import NoncePayload
     import os as _os
+
+    from firmware.ike.message import NoncePayload
     new_spi = _os.urandom(4)
     payloads = [NotifyPayload(Notify.REKEY_SA, b"", Protocol.ESP, client.child_spi),
                 SaPayload((esp_proposal(new_spi),)), NoncePayload(_os.urandom(32)),
@@ -565,6 +550,7 @@ def test_child_rekey_installs_new_pair(make_responder):
 
 def test_ike_rekey_moves_the_session(make_responder):
     import os as _os
+
     from firmware.ike import crypto
     from firmware.ike.message import NoncePayload, Proposal
     pool = AddressPool("10.99.0.0/24")
@@ -588,6 +574,7 @@ def test_ike_rekey_moves_the_session(make_responder):
 
 def test_rekeyed_ike_sa_goes_away_without_the_clients_delete(make_responder):
     import os as _os
+
     from firmware.ike import crypto
     from firmware.ike.message import NoncePayload, Proposal
     r, client = established(make_responder, dpd_interval=0)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 EXCHANGE = "CREATE_CHILD_SA"
 NONCE_SIZE = 32
+MAX_CHILDREN = 8  # a remote-access client needs one, two while it rekeys
 OLD_SA_GRACE = 60.0  # how long a rekeyed IKE SA waits for the client's DELETE
 
 
@@ -55,6 +56,10 @@ def _new_child(r: Responder, ike_sa: IkeSa, message: Message, sa: SaPayload,
                                 fatal=False)
     if message.first(TsPayload) is None:
         raise ExchangeError(Notify.INVALID_SYNTAX, "CREATE_CHILD_SA without TSi/TSr",
+                            fatal=False)
+    if len(ike_sa.children) >= MAX_CHILDREN:
+        raise ExchangeError(Notify.NO_ADDITIONAL_SAS, f"the client already has "
+                            f"{len(ike_sa.children)} CHILD_SAs; no more are allowed",
                             fatal=False)
 
     # Perfect forward secrecy: a KE payload brings a fresh Diffie-Hellman exchange.
@@ -146,7 +151,7 @@ def _rekey_ike_sa(r: Responder, ike_sa: IkeSa, message: Message, sa: SaPayload,
     new = dataclasses.replace(
         ike_sa, spi_i=chosen.peer_spi, spi_r=spi_r, chosen=chosen, keys=new_keys,
         nonce_i=nonce.data, nonce_r=nonce_r, next_msg_id=0, our_msg_id=0,
-        last_response=None, pending=None, fragments={}, fragments_msg_id=-1,
+        last_response=None, pending=None, reassembly=None,
         children=list(ike_sa.children), install_waiter=None)
     r.sas[spi_r] = new
     # The old IKE SA hands everything over; its DELETE must not end the session.

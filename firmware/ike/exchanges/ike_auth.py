@@ -255,9 +255,14 @@ def _dead_after_reply(r: Responder, ike_sa: IkeSa, reason: str) -> list[Payload]
 
 
 def _drop_older_sessions(r: Responder, ike_sa: IkeSa) -> None:
-    """INITIAL_CONTACT: the client lost its state, so its older SAs are gone (§2.4)."""
+    """INITIAL_CONTACT: the client lost its state, so its older SAs are gone (§2.4).
+
+    Only sessions proven the same way count: a PSK client's IDi is merely claimed (the
+    key is shared), so it must never end an EAP user's session of the same name.
+    """
     for other in list(r.sas.values()):
         if other is not ike_sa and other.user == ike_sa.user and \
+                other.eap_method == ike_sa.eap_method and \
                 other.remote[0] == ike_sa.remote[0] and other.established is not None:
             r.trace(other, None, EXCHANGE, "replaced", "the client reconnected with "
                     "INITIAL_CONTACT; dropping its previous session")
