@@ -79,18 +79,6 @@ class Pattern:
             t -= seconds
         return self.segments[-1][0]
 
-    def next_change(self, elapsed: float) -> float | None:
-        """Seconds from `elapsed` to the next edge; None for a steady pattern."""
-        if self.steady:
-            return None
-        t = (max(elapsed, 0.0) + self.EDGE_SLACK) % self.period
-        edge = 0.0
-        for _, seconds in self.segments:
-            edge += seconds
-            if t < edge:
-                return edge - t + self.EDGE_SLACK
-        return self.period - t + self.EDGE_SLACK
-
 
 OFF = Pattern("off", ((False, 1.0),))
 ON = Pattern("steady", ((True, 1.0),))
@@ -245,19 +233,6 @@ class StatusLights:
             Light.TUNNEL: (self._tunnel(), None),
             Light.ALERT: alert,
         }
-
-    def next_change(self, now: float) -> float | None:
-        """Seconds until any light changes by itself (not counting new events)."""
-        waits = []
-        for shown in self._shown.values():
-            wait = shown.pattern.next_change(now - shown.since)
-            if wait is not None:
-                waits.append(wait)
-        if self.fault and self.reachable:
-            expires = self.fault[1] + self.alert_hold - now
-            if expires > 0:
-                waits.append(expires)
-        return min(waits) if waits else None
 
     def _power(self) -> Pattern:
         if not self.reachable or not self.ready:

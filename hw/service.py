@@ -25,7 +25,7 @@ from typing import Any
 
 from firmware.control import ControlClient, ControlError, DaemonUnreachable, socket_path
 from hw import boards
-from hw.leds import Lights, open_lights
+from hw.leds import Lights, NoLights, open_lights
 from hw.patterns import ALERT_HOLD, Light, Shown, StatusLights, lamp_test_steps
 
 log = logging.getLogger("ikebox.leds")
@@ -47,6 +47,7 @@ class LedService:
                  wall: Callable[[], float] = time.time,
                  tick: float = TICK, resync: float = RESYNC,
                  backoff_max: float = BACKOFF_MAX,
+                 call_timeout: float = CALL_TIMEOUT,
                  alert_hold: float = ALERT_HOLD) -> None:
         self.lights = lights
         self.path = path
@@ -55,6 +56,7 @@ class LedService:
         self.tick = tick
         self.resync = resync
         self.backoff_max = backoff_max
+        self.call_timeout = call_timeout
         self.status = StatusLights(alert_hold)
         self.stop = threading.Event()
         self._client: ControlClient | None = None
@@ -77,9 +79,9 @@ class LedService:
         now = self.clock()
         if self._client is None:
             if now >= self._retry_at:
-                self._connect(now)
+                self._connect()
         elif now >= self._resync_at:
-            self._connect(now)
+            self._connect()
         if self._events is not None:
             try:
                 event = next(self._events)
@@ -101,14 +103,14 @@ class LedService:
                 self._logged[light] = pattern.name
                 log.info("%s light: %s", light.value, pattern.name)
 
-    def _connect(self, now: float) -> None:
+    def _connect(self) -> None:
         """Subscribe on a fresh connection; its snapshot replaces what we knew.
 
         Re-subscribing is also how we resync: the reply and the events after it come
         in order on one connection, so nothing is counted twice or missed.
         """
         was_reachable = self.status.reachable
-        client = ControlClient(self.path, timeout=CALL_TIMEOUT)
+        client = ControlClient(self.path, timeout=self.call_timeout)
         client.path = self.path  # an explicit --socket beats IKEBOX_CONTROL
         try:
             if not was_reachable:
@@ -122,6 +124,7 @@ class LedService:
                 log.debug("daemon still unreachable: %s", exc)
                 self._retry_later()
             return
+        self._drain_faults()
         self._drop()
         now = self.clock()
         self._client, self._events = client, client.events(self.tick)
@@ -130,6 +133,22 @@ class LedService:
         self._resync_at = now + self.resync
         if not was_reachable:
             log.info("subscribed to the daemon on %s", self.path)
+
+    def _drain_faults(self) -> None:
+        """Read what the old connection still holds before dropping it for a new one.
+
+        Counts come from the new snapshot, but a failure is in no snapshot: one that
+        arrived just before a resync would otherwise never be shown. (One published
+        after the new subscribe arrives on both; counting it twice changes nothing.)
+        """
+        if self._client is None:
+            return
+        try:
+            while (msg := self._client.read_line(0.001)) is not None:
+                if msg.get("event") == "failure":
+                    self.status.event(msg, self.clock())
+        except (ControlError, ValueError):
+            pass
 
     def _recent_fault(self, client: ControlClient) -> None:
         """After a (re)connect, show a fault the daemon logged while we were away."""
@@ -234,6 +253,9 @@ def main(argv: list[str]) -> int:
     lights = open_lights(board)
     try:
         if args.test:
+            if isinstance(lights, NoLights):
+                log.error("lamp test: no LEDs to drive (see the messages above)")
+                return 1
             play(lamp_test_steps(), lights)
             return 0
         service = LedService(lights, path)

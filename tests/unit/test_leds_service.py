@@ -21,7 +21,7 @@ from gpiozero.pins.mock import MockFactory
 
 from firmware.control import ControlError, ControlServer
 from hw import boards, leds
-from hw.patterns import COUNT_ON, COUNT_PAUSE, Light, count_pattern
+from hw.patterns import COUNT_OFF, COUNT_ON, COUNT_PAUSE, Light, count_pattern
 from hw.service import LedService, main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,6 +144,26 @@ def rises(states: list[bool]) -> int:
     return sum(1 for a, b in zip(states, states[1:], strict=False) if b and not a)
 
 
+def blink_groups(pin) -> list[int]:
+    """Blinks per group in a mock pin's recorded history, split at the long pauses.
+
+    MockPin.states holds (seconds the previous level was held, new level), so the
+    history gives exact segment lengths whatever the sampling. The first group may
+    be partial; compare the last ones.
+    """
+    states = list(pin.states)
+    groups, count = [], 0
+    for prev, cur in zip(states, states[1:], strict=False):
+        if prev.state and abs(cur.timestamp - COUNT_ON) < 0.1:
+            count += 1
+        elif prev.state:
+            count = 0  # a steady stretch is no blink
+        elif cur.timestamp > (COUNT_OFF + COUNT_PAUSE) / 2:
+            groups.append(count)
+            count = 0
+    return groups
+
+
 def blinking(states: list[bool]) -> bool:
     return True in states and False in states
 
@@ -165,7 +185,8 @@ def test_lights_follow_the_snapshot_and_events(daemon, running):
     daemon.publish("failure", **{"class": "proposal", "peer": "192.0.2.51:500",
                                  "user": None, "step": "IKE_SA_INIT", "reason": "DH 1"})
     period = count_pattern(2).period
-    eventually(lambda: rises(r.watch(Light.ALERT, period + 0.1)) == 2, timeout=8)
+    eventually(lambda: blink_groups(r.pin(Light.ALERT))[-2:] == [2, 2],
+               timeout=3 * period + 1)
 
     daemon.publish("session_down", session={"id": "s1"}, reason="delete")
     eventually(lambda: not any(r.watch(Light.TUNNEL, 0.6)))
@@ -215,12 +236,34 @@ def test_resubscribing_picks_up_a_lost_wan(daemon, running):
                and r.watch(Light.POWER, 2.1).count(True) < 60)
 
 
+def test_a_hung_daemon_is_not_shown_as_well(daemon, running):
+    r = running(resync=0.3, call_timeout=0.5)
+    eventually(lambda: all(r.watch(Light.POWER, 0.5)))
+    # Freeze the daemon's event loop: the socket still accepts, nothing answers.
+    daemon.loop.call_soon_threadsafe(time.sleep, 4.0)
+    eventually(lambda: all(r.watch(Light.ALERT, 0.5)), timeout=3)
+    eventually(lambda: not any(r.watch(Light.ALERT, 0.5)), timeout=8)  # thawed
+
+
+def test_a_fault_just_before_a_resync_is_not_lost(daemon):
+    # Driven step by step (no thread) so the fault lands exactly in the gap.
+    service = LedService(leds.NoLights(), daemon.path, tick=0.01, resync=3600)
+    service.step()
+    assert service.status.reachable and service.status.fault is None
+    daemon.publish("failure", **{"class": "cert", "peer": "192.0.2.7:500"})
+    time.sleep(0.2)  # now in the old connection's socket buffer, unread
+    service._resync_at = 0.0
+    service.step()
+    assert service.status.fault and service.status.fault[0] == "cert"
+    service._drop()
+
+
 def test_a_recent_fault_from_before_we_connected_is_shown(daemon, running):
     daemon.failures = [{"time": time.time() - 20, "peer": "192.0.2.9:4500",
                         "user": "bob", "class": "auth", "step": "EAP",
                         "reason": "wrong password"}]
     r = running()
-    eventually(lambda: rises(r.watch(Light.ALERT, COUNT_ON + COUNT_PAUSE + 0.1)) == 1)
+    eventually(lambda: blink_groups(r.pin(Light.ALERT))[-2:] == [1, 1], timeout=8)
 
 
 def test_an_old_fault_is_not_shown(daemon, running):
@@ -264,3 +307,10 @@ def test_main_refuses_a_bad_leds_section(tmp_path):
     config.write_text("[leds\n")
     assert main(["--config", str(config)]) == 2
     assert main(["--config", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_lamp_test_without_leds_says_so_instead_of_playing_to_nobody(tmp_path, caplog):
+    start = time.monotonic()
+    assert main(["--test", "--model-path", str(tmp_path / "no-model")]) == 1
+    assert time.monotonic() - start < 5
+    assert "no LEDs to drive" in caplog.text
