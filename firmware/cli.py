@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from .control import ControlClient, ControlError, DaemonUnreachable
+from .control import ControlClient, ControlError, DaemonUnreachable, socket_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,14 +120,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _client(args: argparse.Namespace) -> ControlClient:
-    path = args.socket
-    if path is None and args.config and os.path.exists(args.config):
+    """--socket, else $IKEBOX_CONTROL, else the config file's socket, else the default."""
+    configured = None
+    if args.socket is None and args.config and os.path.exists(args.config):
         from . import config as config_mod
         try:
-            path = config_mod.load(args.config)["control"]["socket"]
+            configured = config_mod.load(args.config)["control"]["socket"]
         except config_mod.ConfigError:
-            path = None
-    return ControlClient(path)
+            configured = None
+    return ControlClient(args.socket or socket_path(configured))
 
 
 def _call(args: argparse.Namespace, cmd: str, **kw: Any) -> Any:

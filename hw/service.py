@@ -111,7 +111,6 @@ class LedService:
         """
         was_reachable = self.status.reachable
         client = ControlClient(self.path, timeout=self.call_timeout)
-        client.path = self.path  # an explicit --socket beats IKEBOX_CONTROL
         try:
             if not was_reachable:
                 self._recent_fault(client)
