@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -218,6 +219,7 @@ class Daemon:
     def _open_kernel(self) -> None:
         if self.kernel is not None:
             return
+        threading.Thread(target=_preload_esp_modules, name="modprobe", daemon=True).start()
         try:
             from .kernel.xfrm import Xfrm
             self.kernel = Xfrm()
@@ -590,6 +592,21 @@ def _read_psk(path: str) -> bytes:
     if len(psk) < 16:
         raise config_mod.ConfigError("ike.psk_file: the PSK must be at least 16 characters")
     return psk
+
+
+# ESP and the ciphers of our suites, by the kernel's module aliases. Loading them on the
+# first client's install took seconds under emulation, long enough for the client to
+# retransmit; loading them at start moves that wait to where nobody is waiting.
+ESP_MODULES = ("esp4", "esp6", "crypto-rfc4106(gcm(aes))", "crypto-cbc(aes)",
+               "crypto-hmac(sha256)", "crypto-rfc7539esp(chacha20,poly1305)")
+
+
+def _preload_esp_modules() -> None:
+    try:
+        subprocess.run(["modprobe", "-q", "-a", *ESP_MODULES], capture_output=True,
+                       timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        pass  # built in, or no modprobe: the kernel loads what it needs on first use
 
 
 def _sd_notify(message: str) -> None:
