@@ -202,7 +202,7 @@ def _show_ike_sa(args: argparse.Namespace) -> int:
                 state = "installed" if child["installed"] else \
                     f"NOT installed: {child['install_error']}" if child["install_error"] \
                     else "pending"
-                print(f"  CHILD_SA reqid {child['reqid']}: {child['cipher']}  "
+                print(f"  CHILD_SA reqid {child['reqid']:#x}: {child['cipher']}  "
                       f"SPI in {child['spi_in']} out {child['spi_out']}  {state}")
                 print(f"    {', '.join(child['ts_i'])} === {', '.join(child['ts_r'])}"
                       + (f"  UDP-encap {child['encap'][0]}->{child['encap'][1]}"
@@ -219,7 +219,7 @@ def _show_ipsec_sa(args: argparse.Namespace) -> int:
         print("no CHILD SAs")
         return 0
     for c in sas:
-        print(f"peer {c['peer']}  user {c['user'] or '-'}  reqid {c['reqid']}")
+        print(f"peer {c['peer']}  user {c['user'] or '-'}  reqid {c['reqid']:#x}")
         print(f"  selectors: local {', '.join(c['ts_local'])}  remote "
               f"{', '.join(c['ts_remote'])}")
         print(f"  transform {c['cipher']}  mode tunnel"
