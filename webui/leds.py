@@ -1,8 +1,8 @@
 """A mirror of the box's three LEDs on the status page.
 
-Derived from what the daemon reports, by the same rules the LED service follows
-(docs/webui.md lists them): power says whether the daemon runs and is ready, tunnel
-whether clients are connected or connecting, alert whether something needs a look.
+The lights come from the LED service's own model (hw.patterns.StatusLights), fed with
+what the daemon reports, so the page and the box can never disagree about what a
+light means; the sentences follow the field card (docs/field-card.md).
 """
 
 from __future__ import annotations
@@ -11,7 +11,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-RECENT_FAILURE = 60.0  # seconds a failed attempt keeps the alert LED blinking
+from hw.patterns import FAULT_COUNTS, OFF, Light, Pattern, StatusLights
+
+FAULT_WORDS = {
+    "auth": "a client failed to authenticate",
+    "proposal": "a client offered only algorithms this box refuses",
+    "cert": "a certificate problem",
+    "pool": "the address pool ran out",
+    "protocol": "a client broke off or sent something malformed",
+    "kernel": "a tunnel could not be installed in the kernel",
+}
 
 
 @dataclass(frozen=True)
@@ -19,37 +28,52 @@ class Led:
     name: str
     state: str      # "on", "blink" or "off"
     meaning: str
+    pattern: str    # the pattern's own name, e.g. "3 blinks"
 
 
 def mirror(status: dict[str, Any] | None, sessions: list[dict[str, Any]],
            failures: list[dict[str, Any]], now: float | None = None) -> list[Led]:
     now = time.time() if now is None else now
+    lights = StatusLights()
     if status is None:
-        return [Led("power", "off", "the daemon does not answer"),
-                Led("tunnel", "off", "no tunnels"),
-                Led("alert", "on", "the daemon does not answer")]
-    if status.get("ready"):
-        power = Led("power", "on", "the VPN service is running")
+        lights.unreachable(now)
     else:
-        power = Led("power", "blink", "the VPN service is starting")
+        lights.snapshot({**status, "sessions": max(len(sessions),
+                                                   int(status.get("sessions") or 0))}, now)
+        if failures:
+            newest = failures[0]
+            lights.failure(str(newest.get("class") or "protocol"),
+                           float(newest.get("time") or 0))
+    patterns = lights.patterns(now)
+    fault = lights.fault[0] if lights.fault else None
+    return [_led(light, patterns[light], lights, fault, len(sessions))
+            for light in (Light.POWER, Light.TUNNEL, Light.ALERT)]
 
-    if sessions:
-        n = len(sessions)
-        tunnel = Led("tunnel", "on", f"{n} client{'s' if n != 1 else ''} connected")
-    elif status.get("half_open"):
-        tunnel = Led("tunnel", "blink", "a client is connecting")
-    else:
-        tunnel = Led("tunnel", "off", "no clients connected")
 
-    broken = [s for s in sessions if str(s.get("child_state", "")).startswith("install-failed")]
-    recent = [f for f in failures if now - float(f.get("time") or 0) < RECENT_FAILURE]
-    wan = status.get("wan") or {}
-    if broken:
-        alert = Led("alert", "on", "a tunnel could not be installed in the kernel")
-    elif not wan.get("default_route", True):
-        alert = Led("alert", "on", "no default route: the box is not online")
-    elif recent:
-        alert = Led("alert", "blink", "a connection attempt failed in the last minute")
+def _state(pattern: Pattern) -> str:
+    if pattern == OFF:
+        return "off"
+    return "on" if pattern.steady else "blink"
+
+
+def _led(light: Light, pattern: Pattern, lights: StatusLights, fault: str | None,
+         sessions: int) -> Led:
+    state = _state(pattern)
+    if not lights.reachable:
+        meaning = "the VPN service does not answer"
+        if light is Light.TUNNEL:
+            meaning = "unknown while the VPN service does not answer"
+    elif light is Light.POWER:
+        meaning = {"on": "the VPN service is running and the WAN is up",
+                   "blink": "the VPN service is starting" if not lights.ready
+                   else "the WAN has no address or no default route"}.get(state, "")
+    elif light is Light.TUNNEL:
+        meaning = {"off": "no clients connected",
+                   "blink": "a client is connecting",
+                   "on": f"{sessions} client{'s' if sessions != 1 else ''} connected"}[state]
     else:
-        alert = Led("alert", "off", "nothing to report")
-    return [power, tunnel, alert]
+        meaning = "nothing to report"
+        if state == "blink" and fault:
+            count = FAULT_COUNTS.get(fault, FAULT_COUNTS["protocol"])
+            meaning = f"{count} blink{'s' if count > 1 else ''}: {FAULT_WORDS.get(fault, fault)}"
+    return Led(light.value, state, meaning, pattern.name)

@@ -180,7 +180,10 @@ def test_daemon_unreachable_shows_a_banner_not_a_500(admin, daemon):
     assert r.status_code == 200
     page = r.get_data(as_text=True)
     assert "The VPN service does not answer" in page
-    assert 'data-led="power" data-state="off"' in page
+    # As the box shows it (field card): power blinks, alert steady, tunnel dark.
+    assert 'data-led="power" data-state="blink"' in page
+    assert 'data-led="alert" data-state="on"' in page
+    assert 'data-led="tunnel" data-state="off"' in page
     for path in ("/users", "/failures", "/settings", "/ca.pem"):
         r = admin.get(path)
         assert r.status_code == 503, path
