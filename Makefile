@@ -6,7 +6,7 @@ PYTEST := $(PY) -m pytest
 TEST_TIERS := test-unit test-interop
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: deps demo test test-unit test-interop lint clean
+.PHONY: deps demo test test-unit test-interop lint bench clean
 
 deps:
 	@tools/install-deps.sh
@@ -27,3 +27,9 @@ test: deps
 
 clean:
 	rm -rf build .cache test-output
+
+lint: deps
+	.venv/bin/ruff check --select E,F,W,B --line-length 99 firmware hw webui provisioning tools tests
+
+bench: deps
+	$(PY) -m tools.bench

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from .control import ControlClient, ControlError, DaemonUnreachable
+from .control import ControlClient, ControlError, DaemonUnreachable, socket_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,14 +120,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _client(args: argparse.Namespace) -> ControlClient:
-    path = args.socket
-    if path is None and args.config and os.path.exists(args.config):
+    """--socket, else $IKEBOX_CONTROL, else the config file's socket, else the default."""
+    configured = None
+    if args.socket is None and args.config and os.path.exists(args.config):
         from . import config as config_mod
         try:
-            path = config_mod.load(args.config)["control"]["socket"]
+            configured = config_mod.load(args.config)["control"]["socket"]
         except config_mod.ConfigError:
-            path = None
-    return ControlClient(path)
+            configured = None
+    return ControlClient(args.socket or socket_path(configured))
 
 
 def _call(args: argparse.Namespace, cmd: str, **kw: Any) -> Any:
@@ -145,6 +146,12 @@ def _daemon(args: argparse.Namespace) -> int:
     if not args.debug:
         # pyroute2 and asyncio chatter is platform detail, not operator news.
         logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    if args.config and not os.path.exists(args.config):
+        # A mistyped path must not quietly run the box on its defaults.
+        print(f"ikebox: no config file {args.config} (without --config the daemon reads "
+              f"/etc/ikebox/ikebox.toml, or runs on its embedded default if that is "
+              f"missing)", file=sys.stderr)
+        return 2
     return daemon.run(args.config or "/etc/ikebox/ikebox.toml")
 
 
@@ -195,7 +202,7 @@ def _show_ike_sa(args: argparse.Namespace) -> int:
                 state = "installed" if child["installed"] else \
                     f"NOT installed: {child['install_error']}" if child["install_error"] \
                     else "pending"
-                print(f"  CHILD_SA reqid {child['reqid']}: {child['cipher']}  "
+                print(f"  CHILD_SA reqid {child['reqid']:#x}: {child['cipher']}  "
                       f"SPI in {child['spi_in']} out {child['spi_out']}  {state}")
                 print(f"    {', '.join(child['ts_i'])} === {', '.join(child['ts_r'])}"
                       + (f"  UDP-encap {child['encap'][0]}->{child['encap'][1]}"
@@ -212,7 +219,7 @@ def _show_ipsec_sa(args: argparse.Namespace) -> int:
         print("no CHILD SAs")
         return 0
     for c in sas:
-        print(f"peer {c['peer']}  user {c['user'] or '-'}  reqid {c['reqid']}")
+        print(f"peer {c['peer']}  user {c['user'] or '-'}  reqid {c['reqid']:#x}")
         print(f"  selectors: local {', '.join(c['ts_local'])}  remote "
               f"{', '.join(c['ts_remote'])}")
         print(f"  transform {c['cipher']}  mode tunnel"
@@ -379,7 +386,7 @@ def _format_trace(r: dict[str, Any]) -> str:
     when = datetime.datetime.fromtimestamp(r["time"]).strftime("%H:%M:%S.%f")[:-3]
     sa = (r.get("ike_sa") or "-")[:12]
     msg = f"#{r['msg_id']}" if r.get("msg_id") is not None else ""
-    line = f"{when} {sa:12} {r.get('exchange') or '':15} {msg:4} {r.get('event'):14} " \
+    line = f"{when} {sa:12} {r.get('exchange') or '':15} {msg:4} {r.get('step'):14} " \
         f"{r.get('text')}"
     for item in r.get("detail") or []:
         line += f"\n{'':48}{item}"
@@ -408,6 +415,9 @@ def _debug(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     from . import config as config_mod
+    if not os.path.exists(args.file):
+        print(f"invalid: {args.file}: no such file")
+        return 1
     try:
         config_mod.load(args.file)
     except config_mod.ConfigError as exc:

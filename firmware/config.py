@@ -115,7 +115,10 @@ def _path(v: Any) -> str | None:
 
 
 def _pin(v: Any) -> str | None:
-    return None if isinstance(v, int) and 0 <= v <= 27 else "must be a BCM pin 1-27 (0 = default)"
+    # BCM 0 and 1 carry the HAT ID EEPROM, so 0 can mean "the board default".
+    if isinstance(v, int) and not isinstance(v, bool) and (v == 0 or 2 <= v <= 27):
+        return None
+    return "must be a BCM pin 2-27 (0 = the board default)"
 
 
 def _fragment(v: Any) -> str | None:
@@ -160,6 +163,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "power": (0, _pin),
         "tunnel": (0, _pin),
         "alert": (0, _pin),
+        "rgb": (False, _bool),          # one RGB LED stands in for the three
+        "active_high": (True, _bool),   # false for a common-anode RGB LED
     },
 }
 

@@ -35,6 +35,8 @@ class DaemonUnreachable(ControlError):
 
 
 def socket_path(configured: str | None = None) -> str:
+    """Where the daemon listens when no path is given explicitly: $IKEBOX_CONTROL, else
+    the config file's [control] socket, else the default."""
     return os.environ.get("IKEBOX_CONTROL") or configured or DEFAULT_SOCKET
 
 
@@ -133,7 +135,7 @@ class ControlServer:
             args = request.get("args") or {}
             if not isinstance(args, dict):
                 raise ValueError("'args' must be an object")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return {"id": None, "ok": False, "error": f"bad request: {exc}"}
 
         rid = request.get("id")
@@ -162,7 +164,7 @@ class ControlClient:
     """A blocking client: `call("show_sessions")`, `subscribe()` for events."""
 
     def __init__(self, path: str | None = None, timeout: float = 10.0) -> None:
-        self.path = socket_path(path)
+        self.path = path or socket_path()  # an explicit path is used as given
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._buf = b""

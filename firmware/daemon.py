@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -35,7 +36,6 @@ log = logging.getLogger("ikebox.daemon")
 
 FAILURES_KEPT = 200
 TRACE_KEPT = 2000
-REQID_BASE = OWNED_REQIDS.start  # the kernel layer knows these reqids as ours
 
 
 class Daemon:
@@ -53,7 +53,10 @@ class Daemon:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         state_dir = self.cfg["box"]["state_dir"]
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        # Traversable (not listable) so the web UI's group can reach state_dir/web;
+        # everything secret inside has its own 0600/0700 mode.
+        os.makedirs(state_dir, mode=0o711, exist_ok=True)
+        os.chmod(state_dir, 0o711)
         self.users = UserStore(os.path.join(state_dir, "users.json"))
         self.pki = Pki(state_dir, self.cfg["box"]["key_type"])
         self.pool = AddressPool(self.cfg["pool"]["ipv4"], self.cfg["pool"]["ipv6"])
@@ -86,7 +89,8 @@ class Daemon:
             eap_timeout=ike["eap_timeout"],
             dpd_interval=ike["dpd_interval"],
             fragment_size=ike["fragment_size"],
-            reqid_base=REQID_BASE,
+            reqid_base=OWNED_REQIDS.start,
+            reqid_count=len(OWNED_REQIDS),
         )
 
     def _eap_server(self, identity: str | None) -> EapServer:
@@ -108,6 +112,11 @@ class Daemon:
         if restart:
             raise ControlError(f"{', '.join(restart)}: changing this needs a restart of the "
                                f"daemon; edit {self.config_path} and restart it")
+        if new["ike"]["psk_file"]:
+            try:
+                _read_psk(new["ike"]["psk_file"])  # refuse before anything is written
+            except config_mod.ConfigError as exc:
+                raise ControlError(str(exc)) from None
         changed = config_mod.diff_sections(self.cfg, new)
         if self.config_path:
             try:
@@ -210,6 +219,7 @@ class Daemon:
     def _open_kernel(self) -> None:
         if self.kernel is not None:
             return
+        threading.Thread(target=_preload_esp_modules, name="modprobe", daemon=True).start()
         try:
             from .kernel.xfrm import Xfrm
             self.kernel = Xfrm()
@@ -347,14 +357,13 @@ class Daemon:
             sock.send(datagram, action.remote, local_ip)
 
     def _install(self, action: act.InstallChild) -> list[act.Action]:
-        ike_sa = self.responder.find(action.ike_sa)
         child = action.child
         error = None
         if self.kernel is None:
             error = "the kernel's XFRM interface is not available"
-        elif ike_sa is not None:
+        else:
             try:
-                self.kernel.install_child(child_record(ike_sa, child))
+                self.kernel.install_child(child_record(action.local, action.remote, child))
             except Exception as exc:  # noqa: BLE001 - reported to the client and trace
                 error = str(exc) or exc.__class__.__name__
         if error:
@@ -364,9 +373,8 @@ class Daemon:
     def _delete_child(self, action: act.DeleteChild) -> None:
         if self.kernel is None:
             return
-        ike_sa = self.responder.find(action.ike_sa)
         try:
-            self.kernel.delete_child(child_record(ike_sa, action.child))
+            self.kernel.delete_child(child_record(action.local, action.remote, action.child))
         except Exception as exc:  # noqa: BLE001
             log.warning("removing CHILD_SA reqid %d failed: %s", action.child.reqid, exc)
 
@@ -400,7 +408,7 @@ class Daemon:
             raise ControlError(f"unknown command {cmd!r}")
         try:
             return handler(**args)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ControlError(f"{cmd}: bad arguments ({exc})") from None
         except UserError as exc:
             raise ControlError(str(exc)) from None
@@ -426,7 +434,8 @@ class Daemon:
             if not child.installed:
                 continue
             try:
-                counters = self.kernel.child_counters(child_record(ike_sa, child))
+                counters = self.kernel.child_counters(
+                    child_record(ike_sa.local, ike_sa.remote, child))
             except Exception:  # noqa: BLE001 - counters are best effort for a view
                 continue
             for key in totals:
@@ -448,7 +457,7 @@ class Daemon:
                 if child.installed and self.kernel is not None:
                     try:
                         entry["kernel"] = self.kernel.child_counters(
-                            child_record(ike_sa, child))
+                            child_record(ike_sa.local, ike_sa.remote, child))
                     except Exception as exc:  # noqa: BLE001
                         entry["kernel_error"] = str(exc)
                 out.append(entry)
@@ -456,7 +465,7 @@ class Daemon:
 
     def cmd_disconnect(self, session: str | None = None, user: str | None = None
                        ) -> dict[str, int]:
-        targets = [s for s in self.responder.sas.values() if s.established and
+        targets = [s for s in self.responder.sas.values() if s.established is not None and
                    ((session and session in (s.session_id, s.name)) or
                     (user and s.user == user))]
         if not targets:
@@ -520,7 +529,7 @@ class Daemon:
         return {"pem": self.pki.ca_pem()}
 
 
-def child_record(ike_sa: Any, child: Any) -> ChildRecord:
+def child_record(local: tuple[str, int], remote: tuple[str, int], child: Any) -> ChildRecord:
     """The kernel's view of a CHILD_SA: plain addresses, SPIs, algorithm names, keys."""
     from .ike import crypto
     from .kernel.records import EspKeys
@@ -540,11 +549,11 @@ def child_record(ike_sa: Any, child: Any) -> ChildRecord:
     remote_ts = tuple(str(n) for t in child.ts_i for n in t.networks())
     # The box receives what the initiator sends (i->r keys) and sends with the r->i keys.
     return ChildRecord(
-        reqid=child.reqid, local=ike_sa.local[0], remote=ike_sa.remote[0],
+        reqid=child.reqid, local=local[0], remote=remote[0],
         inbound=keys(child.spi_in, k.encr_i, k.integ_i),
         outbound=keys(child.spi_out, k.encr_r, k.integ_r),
         local_ts=local_ts, remote_ts=remote_ts,
-        encap=(ike_sa.local[1], ike_sa.remote[1]) if child.encap else None,
+        encap=child.encap,
         esn=chosen.esn)
 
 
@@ -583,6 +592,21 @@ def _read_psk(path: str) -> bytes:
     if len(psk) < 16:
         raise config_mod.ConfigError("ike.psk_file: the PSK must be at least 16 characters")
     return psk
+
+
+# ESP and the ciphers of our suites, by the kernel's module aliases. Loading them on the
+# first client's install took seconds under emulation, long enough for the client to
+# retransmit; loading them at start moves that wait to where nobody is waiting.
+ESP_MODULES = ("esp4", "esp6", "crypto-rfc4106(gcm(aes))", "crypto-cbc(aes)",
+               "crypto-hmac(sha256)", "crypto-rfc7539esp(chacha20,poly1305)")
+
+
+def _preload_esp_modules() -> None:
+    try:
+        subprocess.run(["modprobe", "-q", "-a", *ESP_MODULES], capture_output=True,
+                       timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        pass  # built in, or no modprobe: the kernel loads what it needs on first use
 
 
 def _sd_notify(message: str) -> None:

@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 log = logging.getLogger("ikebox.pki")
 
 IKE_INTERMEDIATE = ObjectIdentifier("1.3.6.1.5.5.8.2.2")
+WEB_GROUP = "ikebox"  # the web UI's group; it may read state_dir/web
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
@@ -127,6 +128,7 @@ class Pki:
 
     def __init__(self, state_dir: str, key_type: str = "ecdsa") -> None:
         self.dir = os.path.join(state_dir, "pki")
+        self.web_dir = os.path.join(state_dir, "web")
         self.key_type = key_type
 
     def path(self, name: str) -> str:
@@ -150,7 +152,31 @@ class Pki:
         _write_private(self.path("server.key"), _pem_key(key))
         _write_public(self.path("server.pem"), cert.public_bytes(serialization.Encoding.PEM))
         log.info("issued the server certificate for %s", ", ".join(names))
+        self._issue_web_certificate(ca_key, ca_cert, names)
         return self.load()
+
+    def _issue_web_certificate(self, ca_key: PrivateKey, ca_cert: x509.Certificate,
+                               names: list[str]) -> None:
+        """A certificate of its own for the web page, from the same CA.
+
+        The web UI runs unprivileged; giving it the IKE key would let a flaw in the
+        page leak the key that proves the VPN. Its own key, in a directory the
+        `ikebox` group may read, keeps the two apart while browsers that trust the
+        box's CA trust both.
+        """
+        os.makedirs(self.web_dir, mode=0o750, exist_ok=True)
+        gid = _group_id(WEB_GROUP)
+        key, cert = make_server_cert(ca_key, ca_cert, names, "ecdsa")
+        key_path = os.path.join(self.web_dir, "web.key")
+        _write_private(key_path, _pem_key(key))
+        _write_public(os.path.join(self.web_dir, "web.pem"),
+                      cert.public_bytes(serialization.Encoding.PEM) +
+                      ca_cert.public_bytes(serialization.Encoding.PEM))
+        if gid is not None:
+            os.chown(self.web_dir, -1, gid)
+            os.chmod(self.web_dir, 0o750)
+            os.chown(key_path, -1, gid)
+            os.chmod(key_path, 0o640)
 
     def _load_ca(self) -> tuple[PrivateKey, x509.Certificate]:
         with open(self.path("ca.key"), "rb") as fh:
@@ -170,6 +196,14 @@ class Pki:
     def ca_pem(self) -> str:
         with open(self.path("ca.pem")) as fh:
             return fh.read()
+
+
+def _group_id(name: str) -> int | None:
+    import grp
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
 
 
 def _pem_key(key: PrivateKey) -> bytes:

@@ -26,12 +26,19 @@ class InstallChild:
 
     ike_sa: str
     child: Any  # ike_sa.ChildSa
+    local: Endpoint
+    remote: Endpoint
 
 
 @dataclass(frozen=True)
 class DeleteChild:
+    """Remove this CHILD_SA from the kernel. It carries the tunnel endpoints because
+    the IKE SA it belonged to may already be gone."""
+
     ike_sa: str
     child: Any
+    local: Endpoint
+    remote: Endpoint
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,7 @@ class IkeSa:
     peer_hashes: tuple[int, ...] = ()
     next_msg_id: int = 1              # next request expected from the peer
     last_response: tuple[int, tuple[bytes, ...]] | None = field(default=None, repr=False)
-    fragments: dict[int, bytes] = field(default_factory=dict, repr=False)
-    fragments_msg_id: int = -1
+    reassembly: Any = field(default=None, repr=False)   # fragments.Reassembly
     our_msg_id: int = 0               # next request the box sends
     pending: PendingRequest | None = None
     deadline: float = 0.0             # half-open / EAP round expiry
@@ -91,7 +90,7 @@ class IkeSa:
     cp_reply: Any = None
     install_waiter: Any = field(default=None, repr=False)
     children: list[ChildSa] = field(default_factory=list)
-    established: float = 0.0
+    established: float | None = None  # when the session came up
     initial_contact: bool = False
     client_version: str = ""
     session_id: str = ""

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from .constants import (
     CfgAttr, CfgType, ExchangeType, Flags, IdType, Notify, PayloadType, Protocol,
-    TransformType, TsType, KEY_LENGTH_ATTRIBUTE,
+    TsType, KEY_LENGTH_ATTRIBUTE,
 )
 
 HEADER_LEN = 28
@@ -254,6 +254,10 @@ class TrafficSelector:
         return ipaddress.ip_address(self.end_addr)
 
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The range as networks; empty for an inverted range (start after end), which
+        selects nothing."""
+        if self.first > self.last:  # type: ignore[operator]
+            return []
         return list(ipaddress.summarize_address_range(self.first, self.last))  # type: ignore
 
     def encode(self) -> bytes:
@@ -262,7 +266,7 @@ class TrafficSelector:
                            self.end_port) + self.start_addr + self.end_addr
 
     def describe(self) -> str:
-        nets = ",".join(str(n) for n in self.networks())
+        nets = ",".join(str(n) for n in self.networks()) or f"{self.first}-{self.last}"
         proto = f"[{self.ip_proto}]" if self.ip_proto else ""
         ports = "" if (self.start_port, self.end_port) == (0, 65535) else \
             f":{self.start_port}-{self.end_port}"

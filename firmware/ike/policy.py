@@ -38,6 +38,7 @@ class ResponderPolicy:
     fragment_size: int = 1280
     cookie_threshold: int = 64
     reqid_base: int = 1
+    reqid_count: int = 1 << 20
 
     def id_payload_body(self) -> bytes:
         id_type, data = identity_to_id(self.identity)

@@ -23,6 +23,7 @@ from typing import Any
 from . import actions as act
 from . import sk
 from .constants import ExchangeType, Flags, Notify
+from .fragments import MAX_FRAGMENTS, FragmentError, Reassembly
 from .ike_sa import ChildSa, IkeSa, PendingRequest, State
 from .message import (
     Header, Message, NotifyPayload, ParseError, Payload, SkfPayload, SkPayload,
@@ -35,7 +36,6 @@ log = logging.getLogger("ikebox.ike")
 
 RETRANSMIT_BASE = 2.0
 RETRANSMIT_TRIES = 5
-MAX_FRAGMENTS = 64
 
 
 class ExchangeError(Exception):
@@ -93,6 +93,9 @@ class Responder:
                 self._remove(ike_sa, reason)
             elif ike_sa.pending is not None:
                 self._retransmit(ike_sa)
+            elif ike_sa.state == State.DELETING and now >= ike_sa.deadline:
+                # A rekeyed IKE SA whose DELETE never came: nothing hangs off it any more.
+                self._remove(ike_sa, ike_sa.close_reason or "replaced")
             elif ike_sa.state == State.ESTABLISHED and self.policy.dpd_interval > 0 and \
                     now - ike_sa.last_heard >= self.policy.dpd_interval:
                 informational.send_liveness(self, ike_sa)
@@ -105,6 +108,8 @@ class Responder:
                 deadlines.append(ike_sa.deadline)
             elif ike_sa.pending is not None:
                 deadlines.append(ike_sa.pending.sent + _backoff(ike_sa.pending.tries))
+            elif ike_sa.state == State.DELETING:
+                deadlines.append(ike_sa.deadline)
             elif ike_sa.state == State.ESTABLISHED and self.policy.dpd_interval > 0:
                 deadlines.append(ike_sa.last_heard + self.policy.dpd_interval)
         return min(deadlines) if deadlines else None
@@ -133,7 +138,7 @@ class Responder:
                       finish: Callable[[str | None], list[Payload]]) -> None:
         """Asks the host to install `child`; `finish(error)` builds the response."""
         ike_sa.install_waiter = (header, msg_id, child, finish)
-        self._out.append(act.InstallChild(ike_sa.name, child))
+        self._out.append(act.InstallChild(ike_sa.name, child, ike_sa.local, ike_sa.remote))
 
     def disconnect(self, ike_sa_name: str, reason: str, now: float) -> list[act.Action]:
         """Ends a session from the box's side: kernel state and lease go at once, then a
@@ -154,10 +159,16 @@ class Responder:
         return self._flush()
 
     def find(self, name: str) -> IkeSa | None:
-        spi_r = bytes.fromhex(name.split("/")[-1]) if "/" in name else None
-        if spi_r is not None:
-            return self.sas.get(spi_r)
-        return next((s for s in self.sas.values() if s.session_id == name), None)
+        """An IKE SA by its "spi_i/spi_r" name, or the live one of a session id."""
+        if "/" in name:
+            try:
+                return self.sas.get(bytes.fromhex(name.split("/")[-1]))
+            except ValueError:
+                return None
+        # After an IKE rekey the old SA (DELETING) shares the session id for a while.
+        matches = [s for s in self.sas.values() if s.session_id == name]
+        live = [s for s in matches if s.state not in (State.DELETING, State.DEAD)]
+        return (live or matches or [None])[0]
 
     # --- dispatch ------------------------------------------------------------------
 
@@ -298,31 +309,31 @@ class Responder:
     def _gather(self, ike_sa: IkeSa, header: Header, data: bytes,
                 frag: SkfPayload) -> tuple[int, bytes] | None:
         assert ike_sa.keys is not None
+        exchange = header.exchange_name
         if frag.total > MAX_FRAGMENTS:
-            self._trace(ike_sa, header.msg_id, header.exchange_name, "drop",
-                        f"message announced {frag.total} fragments; at most "
-                        f"{MAX_FRAGMENTS} are accepted")
+            self._trace(ike_sa, header.msg_id, exchange, "drop", f"message announced "
+                        f"{frag.total} fragments; at most {MAX_FRAGMENTS} are accepted")
             return None
         body = struct.pack("!HH", frag.number, frag.total) + frag.data
         plain = sk.open_encrypted(ike_sa.keys, data, body, aad_extra=4)
-        if ike_sa.fragments_msg_id != header.msg_id:
-            ike_sa.fragments = {}
-            ike_sa.fragments_msg_id = header.msg_id
-        if frag.number == 1:
-            ike_sa.fragments[0] = bytes([frag.first_inner])
-        ike_sa.fragments[frag.number] = plain
-        ike_sa.fragments[-1] = struct.pack("!H", frag.total)
-        total = frag.total
-        have = [n for n in ike_sa.fragments if n > 0]
-        if len(have) < total or 0 not in ike_sa.fragments:
-            self._trace(ike_sa, header.msg_id, header.exchange_name, "fragment",
-                        f"received fragment {frag.number} of {total}", level=2)
+        partial = ike_sa.reassembly
+        if partial is None or partial.msg_id != header.msg_id:
+            partial = ike_sa.reassembly = Reassembly(header.msg_id, frag.total)
+        try:
+            whole = partial.add(frag.number, frag.total, frag.first_inner, plain)
+        except FragmentError as exc:
+            ike_sa.reassembly = None
+            self._trace(ike_sa, header.msg_id, exchange, "drop",
+                        f"dropped a fragmented message: {exc}")
             return None
-        first = ike_sa.fragments[0][0]
-        joined = b"".join(ike_sa.fragments[n] for n in range(1, total + 1))
-        ike_sa.fragments = {}
-        self._trace(ike_sa, header.msg_id, header.exchange_name, "fragment",
-                    f"reassembled {total} fragments ({len(joined)} bytes)", level=2)
+        if not whole:
+            self._trace(ike_sa, header.msg_id, exchange, "fragment",
+                        f"received fragment {frag.number} of {frag.total}", level=2)
+            return None
+        ike_sa.reassembly = None
+        first, joined = partial.joined()
+        self._trace(ike_sa, header.msg_id, exchange, "fragment",
+                    f"reassembled {frag.total} fragments ({len(joined)} bytes)", level=2)
         return first, joined
 
     def _resend_cached(self, ike_sa: IkeSa, header: Header, data: bytes,
@@ -413,9 +424,16 @@ class Responder:
     # --- bookkeeping ---------------------------------------------------------------
 
     def new_reqid(self) -> int:
-        reqid = self._next_reqid
-        self._next_reqid += 1
-        return reqid
+        """The next free reqid, cycling inside the range the kernel layer owns."""
+        base, span = self.policy.reqid_base, self.policy.reqid_count
+        in_use = {c.reqid for s in self.sas.values() for c in s.children}
+        for _ in range(span):
+            reqid = self._next_reqid
+            self._next_reqid = base + (reqid - base + 1) % span
+            if reqid not in in_use:
+                return reqid
+        raise ExchangeError(Notify.TEMPORARY_FAILURE, "every reqid is in use",
+                            fatal=False)
 
     def new_spi_in(self) -> bytes:
         while True:
@@ -452,7 +470,7 @@ class Responder:
         for child in ike_sa.children:
             self.drop_child(ike_sa, child)
         ike_sa.children.clear()
-        was_up = ike_sa.established > 0
+        was_up = ike_sa.established is not None
         if ike_sa.lease is not None and self.policy.pool is not None:
             self.policy.pool.release(ike_sa.lease.owner)
         if ike_sa.close_reason == "rekeyed":
@@ -472,7 +490,8 @@ class Responder:
     def drop_child(self, ike_sa: IkeSa, child: ChildSa) -> None:
         self._spis_in.discard(child.spi_in)
         if child.installed:
-            self._out.append(act.DeleteChild(ike_sa.name, child))
+            self._out.append(act.DeleteChild(ike_sa.name, child, ike_sa.local,
+                                             ike_sa.remote))
             child.installed = False
 
     def _trace(self, ike_sa: IkeSa | None, msg_id: int | None, exchange: str, event: str,
@@ -483,7 +502,7 @@ class Responder:
             "peer": ike_sa.peer if ike_sa else None,
             "msg_id": msg_id, "exchange": exchange,
             "state": ike_sa.state.value if ike_sa else None,
-            "event": event, "text": text,
+            "step": event, "text": text,
         }
         if detail is not None:
             record["detail"] = detail
@@ -507,7 +526,7 @@ class Responder:
     # --- views for the operator ----------------------------------------------------
 
     def sessions(self) -> list[dict[str, Any]]:
-        return [session_info(s) for s in self.sas.values() if s.established > 0 and
+        return [session_info(s) for s in self.sas.values() if s.established is not None and
                 s.state != State.DEAD]
 
     def ike_sas(self, detail: bool = False) -> list[dict[str, Any]]:
@@ -516,7 +535,7 @@ class Responder:
     def counts(self) -> dict[str, int]:
         states = [s.state for s in self.sas.values()]
         return {"ike_sas": len(states),
-                "sessions": sum(1 for s in self.sas.values() if s.established > 0),
+                "sessions": sum(1 for s in self.sas.values() if s.established is not None),
                 "half_open": sum(1 for st in states if st in (
                     State.HALF_OPEN, State.EAP, State.AUTH_FINAL, State.INSTALLING))}
 

@@ -20,7 +20,7 @@ EAP_TYPES = {1: "Identity", 3: "Nak", 4: "MD5", 26: "MSCHAPv2", 254: "Expanded"}
 def describe_payload(p: Payload) -> str:
     name = PayloadType.name_of(payload_type(p))
     if isinstance(p, SaPayload):
-        return f"SA[" + " | ".join(
+        return "SA[" + " | ".join(
             f"#{x.num} {Protocol.name_of(x.protocol)} {x.describe()}" for x in p.proposals) + "]"
     if isinstance(p, KePayload):
         return f"KE[{Dh.name_of(p.group)}, {len(p.data)} bytes]"

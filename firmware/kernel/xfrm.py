@@ -163,13 +163,15 @@ def _reason(err: _NetlinkError, what: str, keys: EspKeys | None = None) -> str:
     """Plain words for a refused change."""
     detail = f" (kernel: {err.text})" if err.text else ""
     text = err.text.lower()
-    if keys is not None and err.code in (errno.ENOSYS, errno.ENOENT, errno.EPROTONOSUPPORT):
-        if "algorithm" in text:
-            algs = " + ".join(a for a in (keys.enc_alg, keys.auth_alg) if a)
-            return (
-                f"the kernel lacks the ESP algorithm {algs} (its crypto module is not "
-                f"built or cannot be loaded){detail}"
-            )
+    # The kernel attaches the algorithms first (ENOSYS when one is unknown; 6.2+ adds
+    # an extack text), then looks up the ESP type (EPROTONOSUPPORT without esp4/esp6).
+    if keys is not None and (err.code == errno.ENOSYS or "algorithm" in text):
+        algs = " + ".join(a for a in (keys.enc_alg, keys.auth_alg) if a)
+        return (
+            f"the kernel lacks the ESP algorithm {algs} (its crypto module is not "
+            f"built or cannot be loaded){detail}"
+        )
+    if keys is not None and err.code in (errno.ENOENT, errno.EPROTONOSUPPORT):
         return (
             "the kernel has no ESP support (CONFIG_INET_ESP, module esp4/esp6) or "
             f"cannot load it, so it cannot carry this tunnel's packets{detail}"
@@ -384,7 +386,10 @@ class Xfrm:
             lft_hard_add_expires_seconds=rec.hard_lifetime_s,
             # The window lives in the ESN attribute below; the kernel then wants 0 here.
             replay_window=0,
-            flags=_nl.XFRM_STATE_ESN if rec.esn else 0,
+            # AF_UNSPEC: one SA carries inner IPv4 and IPv6 (dual-stack pools) and an
+            # inner family other than the outer one; otherwise the kernel would fix the
+            # inner family to the outer and drop the rest.
+            flags=_nl.XFRM_STATE_AF_UNSPEC | (_nl.XFRM_STATE_ESN if rec.esn else 0),
         )
         attrs = []
         if keys.auth_alg is None:
@@ -640,6 +645,14 @@ class Xfrm:
                 data = self.expire_socket.recv(1 << 16)
             except (BlockingIOError, InterruptedError):
                 return events
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                # The socket buffer overran: some expiries are lost and cannot be
+                # named. Lifetimes are backed by the kernel's own hard expiry, so the
+                # worst case is a late rekey; say so and keep reading.
+                log.warning("kernel expire events were lost (netlink buffer overrun)")
+                continue
             for msg in self._expire_marshal.parse(data):
                 if msg["header"]["type"] != _nl.XFRM_MSG_EXPIRE:
                     continue

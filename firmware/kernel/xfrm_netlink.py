@@ -17,7 +17,7 @@ import ipaddress
 import socket
 import struct
 
-from pyroute2.netlink import nla, nlmsg
+from pyroute2.netlink import NotInitialized, nla, nlmsg
 from pyroute2.netlink.marshal import Marshal
 
 NETLINK_XFRM = 6
@@ -43,6 +43,7 @@ XFRM_POLICY_OUT = 1
 XFRM_POLICY_FWD = 2
 XFRM_POLICY_ALLOW = 0
 XFRM_MODE_TUNNEL = 1
+XFRM_STATE_AF_UNSPEC = 32
 XFRM_STATE_ESN = 128
 XFRM_INF = (1 << 64) - 1
 UDP_ENCAP_ESPINUDP = 2
@@ -149,21 +150,26 @@ def _bytes_defaults(fields: tuple) -> dict:
     return {name: b"" for name, fmt in fields if fmt.endswith("s")}
 
 
-class _KeyHiding:
-    """Algorithm attributes carry keys: decoding drops them so no dump, log or
-    `show` output can hold one."""
+class _VarTail:
+    """Attributes that end in a variable-length byte string ("s": an algorithm key,
+    a replay bitmap). Decoding stops before it: keys never leave the kernel into a
+    dump, a log or `show` output, and an empty tail does not overrun the buffer."""
 
-    def decode(self):
-        super().decode()
-        self.pop("alg_key", None)
+    def ft_decode(self, offset):
+        for name, fmt in self.fields:
+            if fmt != "s":
+                self[name], offset = self.decode_field(fmt, self.data, offset)
+        self.pop("attrs", None)
+        if self.get("value") is NotInitialized:
+            del self["value"]
 
 
-class xfrm_algo(_KeyHiding, nla):
+class xfrm_algo(_VarTail, nla):
     fields = (("alg_name", "64s"), ("alg_key_len", "I"), ("alg_key", "s"))
     defaults = _bytes_defaults(fields)
 
 
-class xfrm_algo_auth(_KeyHiding, nla):
+class xfrm_algo_auth(_VarTail, nla):
     fields = (
         ("alg_name", "64s"),
         ("alg_key_len", "I"),
@@ -173,7 +179,7 @@ class xfrm_algo_auth(_KeyHiding, nla):
     defaults = _bytes_defaults(fields)
 
 
-class xfrm_algo_aead(_KeyHiding, nla):
+class xfrm_algo_aead(_VarTail, nla):
     fields = (
         ("alg_name", "64s"),
         ("alg_key_len", "I"),
@@ -197,7 +203,7 @@ class xfrm_lifetime_cur(nla):
     fields = LIFETIME_CUR
 
 
-class xfrm_replay_state_esn(nla):
+class xfrm_replay_state_esn(_VarTail, nla):
     # bmp is bmp_len 32-bit words; written as one byte string of that size.
     fields = (
         ("bmp_len", "I"),
@@ -209,10 +215,6 @@ class xfrm_replay_state_esn(nla):
         ("bmp", "s"),
     )
     defaults = {"bmp": b""}
-
-    def decode(self):
-        super().decode()
-        self.pop("bmp", None)
 
 
 class xfrm_mark(nla):

@@ -100,6 +100,16 @@ class Topology:
                 f"  ip saddr 198.19.{k}.0/24 masquerade\n }}\n}}\n"))
         self.box.run("ip", "route", "add", "default", "via", self.public_client_ip
                      if nat else self.client_ip)
+        # IPv6 beside IPv4 on the direct link, from the documentation prefix (RFC 3849).
+        self.box_ip6 = self.client_ip6 = None
+        if not nat:
+            self.box_ip6, self.client_ip6 = f"2001:db8:{k}::1", f"2001:db8:{k}::2"
+            box_if = self.box.run("ip", "-o", "link", "show", "type", "veth").stdout
+            cli_if = self.client.run("ip", "-o", "link", "show", "type", "veth").stdout
+            self.box.run("ip", "addr", "add", f"{self.box_ip6}/64", "dev",
+                         box_if.split(":")[1].strip().split("@")[0], "nodad")
+            self.client.run("ip", "addr", "add", f"{self.client_ip6}/64", "dev",
+                            cli_if.split(":")[1].strip().split("@")[0], "nodad")
 
     def _ns(self, name: str) -> Netns:
         ns = Netns(name)

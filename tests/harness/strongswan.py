@@ -42,6 +42,7 @@ class Conn:
     fragmentation: str = "yes"
     mobike: bool = True
     dpd_delay: str = "0s"
+    ike_rekey_time: str = "0"
     extra_children: dict[str, str] = field(default_factory=dict)
 
     def swanctl(self) -> str:
@@ -64,7 +65,9 @@ connections {{
     fragmentation = {self.fragmentation}
     mobike = {'yes' if self.mobike else 'no'}
     dpd_delay = {self.dpd_delay}
-    rekey_time = 0
+    rekey_time = {self.ike_rekey_time}
+    rand_time = 0
+    over_time = 600s
     keyingtries = 1
     local {{
       auth = {self.local_auth}

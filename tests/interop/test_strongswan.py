@@ -35,8 +35,9 @@ class Lab:
 
     def __init__(self, tmp: str, nat: bool = False, **box_sections) -> None:
         self.topo = Topology("it", nat=nat)
+        box_sections.setdefault("pool", {"ipv4": "198.18.200.0/24",
+                                         "dns": ["198.18.200.1"]})
         self.box = Box(self.topo.box, os.path.join(tmp, "box"), identity="ikebox.test",
-                       pool={"ipv4": "198.18.200.0/24", "dns": ["198.18.200.1"]},
                        **box_sections)
         self.charon: Charon | None = None
 
@@ -228,3 +229,117 @@ def test_operator_disconnect_reaches_the_client(lab):
     while lab.charon.ike_state() and time.time() < deadline:
         time.sleep(0.2)
     assert lab.charon.ike_state() is None, lab.explain()
+
+
+def test_ike_over_ipv6_with_both_address_families(lab):
+    lab = lab(ike={"addresses": ["0.0.0.0", "::"]},
+              pool={"ipv4": "198.18.200.0/24", "ipv6": "2001:db8:ffff::/112",
+                    "dns": ["198.18.200.1", "2001:db8:ffff::1"]})
+    lab.box.add_user("alice", PASSWORD)
+    lab.connect(lab.conn(remote_addr=lab.topo.box_ip6, vips="0.0.0.0,::",
+                         remote_ts=f"{lab.topo.lan_ip}/32"))
+    assert lab.charon.ike_state() == "ESTABLISHED", lab.explain()
+    vips = lab.charon.virtual_ips()
+    assert any(v.startswith("198.18.200.") for v in vips), vips
+    assert any(v.startswith("2001:db8:ffff::") for v in vips), vips
+    session = lab.box.call("show_sessions")[0]
+    assert session["remote"].startswith(f"[{lab.topo.client_ip6}]")
+    assert sorted(session["assigned"]) == sorted(vips)
+
+
+def test_live_debug_trace_shows_payloads_but_no_secrets(lab):
+    import signal
+    import subprocess
+    import sys
+    from tests.harness.ikebox import ROOT
+    lab = lab()
+    lab.box.add_user("alice", PASSWORD)
+    env = dict(os.environ, PYTHONPATH=ROOT, IKEBOX_CONTROL=lab.box.socket)
+    out_path = os.path.join(lab.box.dir, "debug.out")
+    with open(out_path, "w") as out:
+        follower = subprocess.Popen([sys.executable, "-m", "firmware.cli", "debug",
+                                     "--level", "3", "--history", "0"], stdout=out,
+                                    stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        try:
+            time.sleep(1.0)
+            lab.connect(lab.conn())
+            assert_established_with_pool_address(lab)
+            time.sleep(0.5)
+        finally:
+            follower.send_signal(signal.SIGINT)
+            follower.wait(10)
+    text = open(out_path).read()
+    assert "following the trace at level 3" in text
+    assert "IKE_SA_INIT" in text and "EAP[Request" in text and "AUTH[" in text, text
+    assert "session_up" in text
+    assert PASSWORD not in text
+    # The MSK-keyed AUTH values and keys never appear: only lengths are shown.
+    assert re.search(r"AUTH\[PSK, \d+ bytes\]", text), text
+
+
+@pytest.mark.parametrize("ike, esp, want_ike, want_esp", [
+    ("aes256-sha256-modp2048", "aes256-sha256",
+     "AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048", "AES_CBC_256/HMAC_SHA2_256_128"),
+    ("chacha20poly1305-prfsha256-x25519", "chacha20poly1305",
+     "CHACHA20_POLY1305/PRF_HMAC_SHA2_256/CURVE_25519", "CHACHA20_POLY1305"),
+    ("aes128gcm16-prfsha384-ecp384", "aes128gcm16-esn",
+     "AES_GCM_16_128/PRF_HMAC_SHA2_384/ECP_384", "AES_GCM_16_128/ESN"),
+    ("aes128-sha512-ecp521", "aes128-sha384",
+     "AES_CBC_128/HMAC_SHA2_512_256/PRF_HMAC_SHA2_512/ECP_521", "AES_CBC_128/HMAC_SHA2_384_192"),
+])
+def test_cipher_suites(lab, ike, esp, want_ike, want_esp):
+    lab = lab()
+    lab.box.add_user("alice", PASSWORD)
+    lab.connect(lab.conn(proposals=ike, esp_proposals=esp))
+    session = assert_established_with_pool_address(lab)
+    assert session["ike_cipher"] == want_ike
+    assert session["esp_cipher"] == want_esp
+
+
+def test_client_rekeys_the_ike_sa_and_the_session_lives_on(lab):
+    lab = lab()
+    lab.box.add_user("alice", PASSWORD)
+    lab.connect(lab.conn(ike_rekey_time="3s"))
+    before = assert_established_with_pool_address(lab)
+    deadline = time.time() + 20
+    while time.time() < deadline and "rekeyed" not in lab.charon.log():
+        time.sleep(0.5)
+    time.sleep(1)
+    assert "rekeyed" in lab.charon.log(), lab.explain()
+    assert lab.charon.ike_state() == "ESTABLISHED"
+    after = assert_established_with_pool_address(lab)
+    assert after["ike_sa"] != before["ike_sa"] and after["assigned"] == before["assigned"]
+    assert len(lab.box.call("show_ike_sas")) == 1  # the old one was deleted
+
+
+def test_eap_identity_round_when_idi_is_an_address(lab):
+    # Windows' built-in client and many phones send their address as IDi and tell the
+    # user name only inside EAP.
+    lab = lab()
+    lab.box.add_user("alice", PASSWORD)
+    lab.connect(lab.conn(local_id=lab.topo.client_ip, eap_id="alice"))
+    session = assert_established_with_pool_address(lab)
+    assert session["user"] == "alice"
+    trace = " ".join(r["text"] for r in lab.box.call("trace", limit=500))
+    assert "sending EAP-Identity request" in trace
+
+
+def test_bad_config_change_is_refused_and_nothing_changes(lab):
+    from firmware.control import ControlError
+    lab = lab()
+    before = lab.box.call("config_get")
+    with open(lab.box.config_path) as fh:
+        file_before = fh.read()
+    for change, words in [({"pool": {"ipv4": "10.0.0.1/24"}}, "pool.ipv4"),
+                          ({"ike": {"psk_file": "/nonexistent/psk"}}, "ike.psk_file"),
+                          ({"ike": {"port": 1500}}, "restart")]:
+        with pytest.raises(ControlError, match=words.replace(".", r"\.")):
+            lab.box.call("config_set", config=change)
+    assert lab.box.call("config_get") == before
+    with open(lab.box.config_path) as fh:
+        assert fh.read() == file_before
+    # A good change applies at once and survives in the file.
+    lab.box.call("config_set", config={"pool": {"dns": ["198.18.200.53"]}})
+    assert lab.box.call("config_get")["pool"]["dns"] == ["198.18.200.53"]
+    with open(lab.box.config_path) as fh:
+        assert "198.18.200.53" in fh.read()

@@ -16,7 +16,7 @@ def test_first_address_skips_network_and_gateway():
 def test_exhaustion_and_release():
     pool = AddressPool("10.99.0.0/29")
     leases = [pool.allocate(f"sa{i}", f"u{i}") for i in range(5)]
-    assert {str(l.ipv4) for l in leases} == {f"10.99.0.{i}" for i in range(2, 7)}
+    assert {str(lease.ipv4) for lease in leases} == {f"10.99.0.{i}" for i in range(2, 7)}
     with pytest.raises(PoolExhausted):
         pool.allocate("sa9", "u9")
     pool.release("sa2")

@@ -15,56 +15,39 @@ from firmware.eap import EapServer
 from firmware.ike import actions as act
 from firmware.ike.auth import Signer, verify_signature
 from firmware.ike.constants import (
-    AuthMethod, CfgAttr, Dh, Encr, ExchangeType, Integ, Notify, PayloadType, Prf, Protocol,
+    AuthMethod,
+    CfgAttr,
+    Dh,
+    Encr,
+    ExchangeType,
+    Integ,
+    Notify,
+    PayloadType,
+    Prf,
+    Protocol,
 )
 from firmware.ike.message import (
-    AuthPayload, CertPayload, CpPayload, DeletePayload, EapPayload, Header, IdPayload,
-    KePayload, NotifyPayload, SaPayload, TsPayload, UnknownPayload, encode_message,
+    AuthPayload,
+    CertPayload,
+    CpPayload,
+    DeletePayload,
+    EapPayload,
+    Header,
+    IdPayload,
+    KePayload,
+    NotifyPayload,
+    SaPayload,
+    TsPayload,
+    UnknownPayload,
     parse_message,
 )
-from firmware.ike.policy import ResponderPolicy
 from firmware.ike.responder import Responder
-from firmware.pki import make_ca, make_server_cert
 from firmware.pool import AddressPool
-from firmware.users import UserStore
-
+from tests.unit.conftest import PSK
 from tests.unit.initiator import BOX, CLIENT, Initiator, esp_proposal, ike_proposal
 from tests.unit.test_eap_server import Peer
 
-PSK = b"correct horse battery staple"
 T0 = 1000.0
-
-
-@pytest.fixture(scope="module")
-def server_credentials():
-    ca_key, ca_cert = make_ca("test CA", "ecdsa")
-    key, cert = make_server_cert(ca_key, ca_cert, ["ikebox.test"], "ecdsa")
-    return key, cert, ca_cert
-
-
-@pytest.fixture
-def users(tmp_path):
-    store = UserStore(str(tmp_path / "users.json"))
-    store.add("alice", "alice-password-1")
-    store.add("mallory", "md5-password", allow_md5=True)
-    return store
-
-
-@pytest.fixture
-def make_responder(server_credentials, users):
-    key, cert, ca_cert = server_credentials
-    from cryptography.hazmat.primitives import serialization
-    chain = tuple(c.public_bytes(serialization.Encoding.DER) for c in (cert, ca_cert))
-
-    def make(**kw) -> Responder:
-        pool = kw.pop("pool", AddressPool("10.99.0.0/24"))
-        policy = ResponderPolicy(
-            identity="ikebox.test", signer=Signer(key), cert_chain=chain, psk=PSK,
-            eap_factory=lambda identity: EapServer(users, identity=identity),
-            user_exists=lambda name: users.get(name) is not None, pool=pool,
-            dns=("198.51.100.53",), **kw)
-        return Responder(policy)
-    return make
 
 
 def sends(actions) -> list[act.Send]:
@@ -547,17 +530,21 @@ def test_malformed_inner_payload_gets_invalid_syntax_but_keeps_established_sa(ma
 
 def test_child_rekey_installs_new_pair(make_responder):
     r, client = established(make_responder)
-    from firmware.ike.message import NoncePayload
     import os as _os
+
+    from firmware.ike.message import NoncePayload
     new_spi = _os.urandom(4)
     payloads = [NotifyPayload(Notify.REKEY_SA, b"", Protocol.ESP, client.child_spi),
                 SaPayload((esp_proposal(new_spi),)), NoncePayload(_os.urandom(32)),
                 *client.auth_first()[-2:]]
     reply, actions = exchange(r, client, payloads, exchange_type=ExchangeType.CREATE_CHILD_SA)
     assert reply.first(SaPayload).proposals[0].spi != b""
-    assert only(actions, act.InstallChild).child.spi_out == new_spi
+    install = only(actions, act.InstallChild)
+    assert install.child.spi_out == new_spi
     ike_sa = next(iter(r.sas.values()))
     assert len(ike_sa.children) == 2
+    # The new pair hangs off the same kernel policies: same reqid as the old pair.
+    assert install.child.reqid == ike_sa.children[0].reqid
     # The client then deletes the old pair.
     reply, actions = exchange(r, client, [DeletePayload(Protocol.ESP, (client.child_spi,))],
                               exchange_type=ExchangeType.INFORMATIONAL)
@@ -566,6 +553,7 @@ def test_child_rekey_installs_new_pair(make_responder):
 
 def test_ike_rekey_moves_the_session(make_responder):
     import os as _os
+
     from firmware.ike import crypto
     from firmware.ike.message import NoncePayload, Proposal
     pool = AddressPool("10.99.0.0/24")
@@ -585,3 +573,82 @@ def test_ike_rekey_moves_the_session(make_responder):
     sessions = r.sessions()
     assert len(sessions) == 1 and sessions[0]["ike_sa"].endswith(new_spi_r.hex())
     assert pool.in_use() == 1
+
+
+def test_rekeyed_ike_sa_goes_away_without_the_clients_delete(make_responder):
+    import os as _os
+
+    from firmware.ike import crypto
+    from firmware.ike.message import NoncePayload, Proposal
+    r, client = established(make_responder, dpd_interval=0)
+    dh = crypto.get_dh_group(Dh.CURVE_25519).generate()
+    proposal = Proposal(1, Protocol.IKE, _os.urandom(8), ike_proposal().transforms)
+    exchange(r, client, [SaPayload((proposal,)), NoncePayload(_os.urandom(32)),
+                         KePayload(Dh.CURVE_25519, dh.public)],
+             exchange_type=ExchangeType.CREATE_CHILD_SA)
+    assert len(r.sas) == 2
+    actions = r.tick(T0 + 61)
+    assert len(r.sas) == 1 and len(r.sessions()) == 1
+    assert not any(isinstance(a, act.SessionDown) for a in actions)
+
+
+# --- the box's own AUTH ------------------------------------------------------------
+
+@pytest.mark.parametrize("key_type, peer_hashes, method", [
+    ("rsa", True, AuthMethod.DIGITAL_SIGNATURE),
+    ("rsa", False, AuthMethod.RSA_SIG),
+    ("ecdsa", True, AuthMethod.DIGITAL_SIGNATURE),
+    ("ecdsa", False, AuthMethod.ECDSA_256),
+])
+def test_box_signature_methods(key_type, peer_hashes, method):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048) \
+        if key_type == "rsa" else ec.generate_private_key(ec.SECP256R1())
+    octets = b"signed octets"
+    hashes_offered = (2, 3, 4) if peer_hashes else ()
+    got_method, data = Signer(key).sign(octets, hashes_offered)
+    assert got_method == method
+    assert verify_signature(key.public_key(), got_method, data, octets)
+    assert not verify_signature(key.public_key(), got_method, data, octets + b"x")
+
+
+def test_odd_certreq_is_only_a_hint(make_responder):
+    from firmware.ike.message import CertReqPayload
+    r = make_responder()
+    client = Initiator(id_i=(3, b"alice"))
+    init(r, client)
+    first, _ = exchange(r, client, client.auth_first(extra=[CertReqPayload(4, b"\x01" * 7),
+                                                            CertReqPayload(99, b"")]))
+    assert len(first.get(CertPayload)) == 2 and first.first(EapPayload) is not None
+
+
+def test_psk_server_auth_with_eap_client_uses_psk_for_the_box(make_responder):
+    r = make_responder(server_auth="psk")
+    client = Initiator(id_i=(3, b"alice"))
+    init(r, client)
+    first, _ = exchange(r, client, client.auth_first())
+    client.id_r_body = first.first(IdPayload, PayloadType.IDr).body()
+    assert first.get(CertPayload) == []
+    assert first.first(AuthPayload).data == client.expected_box_auth(PSK)
+
+
+@pytest.mark.parametrize("proposal", [
+    ike_proposal(encr=Encr.AES_CBC, key_bits=256, integ=Integ.HMAC_SHA2_256_128),
+    ike_proposal(encr=Encr.AES_CBC, key_bits=128, integ=Integ.HMAC_SHA2_512_256,
+                 prf=Prf.HMAC_SHA2_512),
+    ike_proposal(encr=Encr.CHACHA20_POLY1305, key_bits=None),
+], ids=["cbc-sha256", "cbc-sha512", "chacha20"])
+def test_sk_payload_with_each_ike_cipher(make_responder, proposal):
+    r = make_responder()
+    client = Initiator(proposals=(proposal,))
+    init(r, client)
+    reply, actions = exchange(r, client, client.auth_first(with_psk=PSK))
+    assert only(actions, act.SessionUp)
+    assert reply.first(CpPayload) is not None
+
+
+def test_reqids_cycle_inside_their_range_and_skip_those_in_use(make_responder):
+    r, _client = established(make_responder, reqid_base=100, reqid_count=3)
+    in_use = next(iter(r.sas.values())).children[0].reqid
+    assert in_use == 100
+    assert [r.new_reqid() for _ in range(4)] == [101, 102, 101, 102]

@@ -12,6 +12,7 @@ modprobe -q 9pnet_virtio; modprobe -q 9p
 opts=trans=virtio,version=9p2000.L,msize=512000
 mount -t 9p -o "$opts" project /project
 mount -t 9p -o "$opts" out /out
+cut -d' ' -f1 /proc/uptime > /out/boot-s
 ip link set lo up
 export PYTHONPATH=/opt/ikebox/site:/project PYTHONDONTWRITEBYTECODE=1 HOME=/root
 cd /project

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 EXCHANGE = "CREATE_CHILD_SA"
 NONCE_SIZE = 32
+MAX_CHILDREN = 8  # a remote-access client needs one, two while it rekeys
+OLD_SA_GRACE = 60.0  # how long a rekeyed IKE SA waits for the client's DELETE
 
 
 def handle(r: Responder, ike_sa: IkeSa, message: Message) -> list[Payload] | None:
@@ -55,6 +57,10 @@ def _new_child(r: Responder, ike_sa: IkeSa, message: Message, sa: SaPayload,
     if message.first(TsPayload) is None:
         raise ExchangeError(Notify.INVALID_SYNTAX, "CREATE_CHILD_SA without TSi/TSr",
                             fatal=False)
+    if len(ike_sa.children) >= MAX_CHILDREN:
+        raise ExchangeError(Notify.NO_ADDITIONAL_SAS, f"the client already has "
+                            f"{len(ike_sa.children)} CHILD_SAs; no more are allowed",
+                            fatal=False)
 
     # Perfect forward secrecy: a KE payload brings a fresh Diffie-Hellman exchange.
     ke = message.first(KePayload)
@@ -65,7 +71,8 @@ def _new_child(r: Responder, ike_sa: IkeSa, message: Message, sa: SaPayload,
         shared, public = _pfs(r, ike_sa, sa, ke)
         ke_reply = [KePayload(ke.group, public)]
 
-    child = negotiate_child(r, ike_sa, message, sa, (nonce.data, nonce_r), shared)
+    child = negotiate_child(r, ike_sa, message, sa, (nonce.data, nonce_r), shared,
+                            reqid=old.reqid if old else None)
     if ke is None and any(t.type == TransformType.DH and t.id != Dh.NONE
                           for p in sa.proposals for t in p.transforms
                           if p.num == child.chosen.proposal_num):
@@ -145,15 +152,16 @@ def _rekey_ike_sa(r: Responder, ike_sa: IkeSa, message: Message, sa: SaPayload,
     new = dataclasses.replace(
         ike_sa, spi_i=chosen.peer_spi, spi_r=spi_r, chosen=chosen, keys=new_keys,
         nonce_i=nonce.data, nonce_r=nonce_r, next_msg_id=0, our_msg_id=0,
-        last_response=None, pending=None, fragments={}, fragments_msg_id=-1,
+        last_response=None, pending=None, reassembly=None,
         children=list(ike_sa.children), install_waiter=None)
     r.sas[spi_r] = new
     # The old IKE SA hands everything over; its DELETE must not end the session.
     ike_sa.children = []
     ike_sa.lease = None
-    ike_sa.established = 0.0
+    ike_sa.established = None
     ike_sa.state = State.DELETING
     ike_sa.close_reason = "rekeyed"
+    ike_sa.deadline = r.now + OLD_SA_GRACE
     r.trace(new, message.header.msg_id, EXCHANGE, "rekey-ike",
             f"IKE SA rekeyed to {new.name} with {chosen.describe()}")
     return [SaPayload((chosen.reply_proposal(Protocol.IKE, spi_r),)),

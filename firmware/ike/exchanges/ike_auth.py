@@ -255,10 +255,15 @@ def _dead_after_reply(r: Responder, ike_sa: IkeSa, reason: str) -> list[Payload]
 
 
 def _drop_older_sessions(r: Responder, ike_sa: IkeSa) -> None:
-    """INITIAL_CONTACT: the client lost its state, so its older SAs are gone (§2.4)."""
+    """INITIAL_CONTACT: the client lost its state, so its older SAs are gone (§2.4).
+
+    Only sessions proven the same way count: a PSK client's IDi is merely claimed (the
+    key is shared), so it must never end an EAP user's session of the same name.
+    """
     for other in list(r.sas.values()):
         if other is not ike_sa and other.user == ike_sa.user and \
-                other.remote[0] == ike_sa.remote[0] and other.established:
+                other.eap_method == ike_sa.eap_method and \
+                other.remote[0] == ike_sa.remote[0] and other.established is not None:
             r.trace(other, None, EXCHANGE, "replaced", "the client reconnected with "
                     "INITIAL_CONTACT; dropping its previous session")
             r.remove(other, "replaced by a new connection from the same client")
@@ -325,7 +330,12 @@ def _assign_address(r: Responder, ike_sa: IkeSa,
 
 def negotiate_child(r: Responder, ike_sa: IkeSa, request: Message, sa: SaPayload,
                     nonces: tuple[bytes, bytes] | None = None,
-                    dh_shared: bytes = b"") -> ChildSa:
+                    dh_shared: bytes = b"", reqid: int | None = None) -> ChildSa:
+    """Chooses the ESP proposal, narrows the selectors and derives the keys.
+
+    A rekey passes the old child's reqid: the kernel's policies are keyed by selector,
+    so the new SA pair must hang off the same policies as the one it replaces.
+    """
     suite = esp_suite(r.policy.profile, r.policy.prefer_chacha)
     try:
         chosen = choose(sa.proposals, suite, Protocol.ESP)
@@ -351,7 +361,8 @@ def negotiate_child(r: Responder, ike_sa: IkeSa, request: Message, sa: SaPayload
     nonce_i, nonce_r = nonces or (ike_sa.nonce_i, ike_sa.nonce_r)
     keymat = child_keymat(keys.prf, keys.sk_d, chosen, nonce_i, nonce_r, dh_shared)
     encap = (ike_sa.local[1], ike_sa.remote[1]) if ike_sa.nat else None
-    return ChildSa(reqid=r.new_reqid(), spi_in=r.new_spi_in(), spi_out=chosen.peer_spi,
+    return ChildSa(reqid=reqid or r.new_reqid(), spi_in=r.new_spi_in(),
+                   spi_out=chosen.peer_spi,
                    chosen=chosen, keys=keymat, ts_i=tuple(ts_i), ts_r=tuple(ts_r),
                    encap=encap, created=r.now)
 

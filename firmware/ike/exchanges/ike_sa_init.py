@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .. import crypto
 from ..actions import Endpoint, NegotiationStarted
 from ..constants import Dh, HashAlg, Notify, Protocol
-from ..ike_sa import IkeSa, State
+from ..ike_sa import IkeSa
 from ..keys import derive_ike_keys
 from ..message import (
     Header, KePayload, Message, NoncePayload, NotifyPayload, ParseError, SaPayload,
@@ -139,9 +139,10 @@ def handle(r: Responder, data: bytes, remote: Endpoint, local: Endpoint) -> None
 
 
 def _find_half_open(r: Responder, header: Header, remote: Endpoint) -> IkeSa | None:
+    """An IKE SA this client started with the same SPIi and has not finished."""
     spi_r = r.half_open.get((header.spi_i, remote[0]))
     ike_sa = r.sas.get(spi_r) if spi_r else None
-    if ike_sa is not None and ike_sa.state == State.HALF_OPEN:
+    if ike_sa is not None and ike_sa.established is None:
         return ike_sa
     return None
 
@@ -187,7 +188,7 @@ def _hash_algorithms(notifies: dict[int, NotifyPayload]) -> tuple[int, ...]:
 def _cookie_ok(r: Responder, message: Message, notifies: dict[int, NotifyPayload],
                remote: Endpoint, local: Endpoint) -> bool:
     """Under load (many half-open SAs) the box asks for a cookie first (§2.6)."""
-    half_open = sum(1 for s in r.sas.values() if s.state == State.HALF_OPEN)
+    half_open = r.counts()["half_open"]
     if half_open < r.policy.cookie_threshold:
         return True
     header = message.header
