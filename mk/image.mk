@@ -19,8 +19,7 @@ flash:
 		$(if $(YES),--yes) $(DEVICE)
 
 test-provisioning: deps
-	$(PYTEST) -q tests/unit/test_provisioning_flash.py tests/unit/test_provisioning_seed.py \
-		tests/unit/test_provisioning_image.py
+	$(PYTEST) -q tests/provisioning
 
 test-image: deps image
 	IKEBOX_IMAGE=$(IMAGE) $(PYTEST) -q tests/image
