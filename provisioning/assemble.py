@@ -46,7 +46,7 @@ def _round_up(n: int, unit: int) -> int:
 def _tree_usage(root: Path) -> tuple[int, int]:
     """Bytes the files take in 4 KiB blocks, and how many inodes they need."""
     used, inodes = 0, 0
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         inodes += 1 + len(filenames)
         used += 4096
         for name in filenames:

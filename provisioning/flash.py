@@ -105,7 +105,8 @@ def check_target(device: str, image_size: int, *, sysfs: Path = Path("/sys"),
         st = os.stat(path)
     except FileNotFoundError:
         if str(path).startswith("/dev/"):
-            raise FlashRefused(f"{device}: no such device (is the card reader plugged in?)")
+            raise FlashRefused(f"{device}: no such device (is the card reader plugged "
+                               "in?)") from None
         if not path.parent.is_dir():
             raise FlashRefused(f"{device}: directory {path.parent} does not exist") from None
         return Target(path, True, 0)

@@ -19,10 +19,19 @@ while [ $(($(date +%s) - start)) -lt 180 ]; do
     sleep 2
 done
 out "settled-after $(($(date +%s) - start))"
+# The units are "active" as soon as their processes run (Type=simple); the web UI then
+# still imports its libraries, which under emulation takes a while. Wait (bounded) for
+# its HTTPS listener, and for the daemon's readiness.
+while [ $(($(date +%s) - start)) -lt 300 ]; do
+    ss -Hltn 'sport = :443' | grep -q . && break
+    sleep 2
+done
+out "webui-listening-after $(($(date +%s) - start))"
 for u in $units ikebox-firstboot.service systemd-networkd.service; do
     state=$(systemctl is-active "$u")
     out "unit $u $state"
-    if [ "$state" != active ] || [ "$u" = ikebox-firstboot.service ]; then
+    if [ "$state" != active ] || [ "$u" = ikebox-firstboot.service ] \
+            || [ "$u" = ikebox-webui.service ]; then
         journalctl -b -u "$u" -n 25 --no-pager -o cat | sed "s|^|IKEBOX-LOG $u: |"
     fi
 done

@@ -5,30 +5,41 @@ the kernel and initrd taken from its own FAT partition and the root on virtio ov
 qcow2 overlay that is 1 GiB larger than the card (so the first-boot resize has room).
 `ikebox.smoke` on the kernel command line enables a unit that reports on the serial
 console; the host then checks the web UI and sends an IKE_SA_INIT through qemu's
-port forwards (bound to 127.0.0.1, guest network restricted).
+port forwards.
+
+qemu runs in a network namespace of its own that has nothing but loopback, and the
+forwards listen on that loopback. qemu's `restrict=on` would be the simpler fence, but
+it drops every UDP datagram the guest sends (DHCP aside), so the box could never answer
+IKE through it; the empty namespace keeps the guest's own traffic (NTP, DNS) from
+leaving just as well. The test's sockets are made inside that namespace.
 """
 
 from __future__ import annotations
 
+import ctypes
+import http.client
 import os
 import re
 import secrets
 import signal
 import socket
+import ssl
 import struct
 import subprocess
+import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from provisioning.flash import boot_partition_offset, flash
+from tests.harness.netns import Netns
 
 REPO = Path(__file__).resolve().parents[2]
 BOOT_TIMEOUT = int(os.environ.get("IKEBOX_BOOT_TIMEOUT", "900"))
-WEBUI_PORT = int(os.environ.get("IKEBOX_WEBUI_PORT", "80"))
+CLONE_NEWNET = 0x40000000
+# Loopback ports in qemu's namespace, forwarded to the guest's 80, 443 and 500.
+HTTP, HTTPS, IKE = 8080, 8443, 8500
 ADMIN_HASH = ("$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHRzb21lc2FsdA"
               "$RdescudvJCsgt3ub+b+dWRWJTmaaJObG3ogzNz5Ub3M")
 SEED = f"""
@@ -56,10 +67,29 @@ def _image() -> Path:
     return REPO / "build" / f"ikebox-{ver}-arm64.img"
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _socket_in(ns: str, kind: int) -> socket.socket:
+    """A socket in network namespace ns. setns() switches only the calling thread, so
+    a short-lived thread makes it; the socket stays in that namespace for good."""
+    made: dict[str, object] = {}
+
+    def make() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {ns}")
+            made["sock"] = socket.socket(socket.AF_INET, kind)
+        except OSError as exc:
+            made["error"] = exc
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=make)
+    t.start()
+    t.join()
+    if "error" in made:
+        raise made["error"]
+    return made["sock"]
 
 
 def _mcopy_out(card: Path, offset: int, name: str, dest: Path) -> None:
@@ -68,10 +98,25 @@ def _mcopy_out(card: Path, offset: int, name: str, dest: Path) -> None:
 
 
 class Booted:
-    def __init__(self, serial: Path, web: int, ike: int, proc: subprocess.Popen,
-                 boot_seconds: float):
-        self.serial, self.web, self.ike, self.proc = serial, web, ike, proc
+    def __init__(self, serial: Path, ns: str, proc: subprocess.Popen, boot_seconds: float):
+        self.serial, self.ns, self.proc = serial, ns, proc
         self.boot_seconds = boot_seconds
+
+    def http(self, port: int, tls: bool) -> http.client.HTTPResponse:
+        """GET / on the guest through a forward in qemu's namespace."""
+        sock = _socket_in(self.ns, socket.SOCK_STREAM)
+        sock.settimeout(60)
+        sock.connect(("127.0.0.1", port))
+        if tls:
+            # The box's own certificate, from its own CA: not in our trust store.
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            sock = ctx.wrap_socket(sock)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.sock = sock
+        conn.request("GET", "/", headers={"Host": "branch-042.example.org"})
+        return conn.getresponse()
 
     def smoke(self) -> dict[str, str]:
         found = {}
@@ -106,23 +151,26 @@ def booted(tmp_path_factory):
     size = card.stat().st_size + (1 << 30)
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(card),
                     str(overlay), str(size)], check=True)
-    web, ike = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
     serial = work / "serial.log"
-    cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2",
+    ns_name = f"ikbximg{os.getpid()}"
+    cmd = ["ip", "netns", "exec", ns_name,
+           "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2",
            "-m", "2048", "-display", "none", "-monitor", "none", "-no-reboot",
            "-kernel", str(work / "vmlinuz"), "-initrd", str(work / "initrd.img"),
            # The card's own command line; the Pi's serial console is ttyS1, virt's
            # PL011 is ttyAMA0.
            "-append", f"{cmdline} console=ttyAMA0 ikebox.smoke",
            "-drive", f"file={overlay},if=virtio,format=qcow2",
-           "-nic", f"user,model=virtio-net-pci,restrict=on,"
-                   f"hostfwd=tcp:127.0.0.1:{web}-:{WEBUI_PORT},"
-                   f"hostfwd=udp:127.0.0.1:{ike}-:500",
+           "-nic", f"user,model=virtio-net-pci,"
+                   f"hostfwd=tcp:127.0.0.1:{HTTP}-:80,hostfwd=tcp:127.0.0.1:{HTTPS}-:443,"
+                   f"hostfwd=udp:127.0.0.1:{IKE}-:500",
            "-serial", f"file:{serial}"]
+    ns = Netns(ns_name)
+    proc = None
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         while time.monotonic() - start < BOOT_TIMEOUT:
             if proc.poll() is not None:
                 pytest.fail(f"qemu exited ({proc.returncode}): {proc.stdout.read()!r}\n"
@@ -133,18 +181,19 @@ def booted(tmp_path_factory):
         else:
             pytest.fail(f"no smoke report within {BOOT_TIMEOUT} s; serial tail:\n"
                         f"{serial.read_text(errors='replace')[-3000:]}")
-        b = Booted(serial, web, ike, proc, time.monotonic() - start)
+        b = Booted(serial, ns.name, proc, time.monotonic() - start)
         print(f"\nboot to smoke report: {b.boot_seconds:.0f} s")
         yield b
     finally:
         # Only the qemu this fixture started, by its process group.
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        ns.delete()
         keep = os.environ.get("IKEBOX_KEEP_SERIAL")
         if keep:
             Path(keep).write_bytes(serial.read_bytes())
@@ -196,13 +245,20 @@ def test_daemon_listens_for_ike(booted):
         smoke["listen-udp"]
 
 
-def test_webui_answers_through_the_port_forward(booted):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{booted.web}/", timeout=30) as r:
-            status = r.status
-    except urllib.error.HTTPError as exc:  # a redirect to a login page etc. is an answer
-        status = exc.code
-    assert 200 <= status < 500
+def test_webui_answers_https_and_redirects_http(booted):
+    smoke = booted.smoke()
+    assert ":443" in smoke["listen-tcp"], smoke["listen-tcp"]
+    page = booted.http(HTTPS, tls=True)
+    body = page.read().decode(errors="replace")
+    # Setup not done yet: every page leads to the wizard, which with a seeded admin
+    # password asks for a login first.
+    assert page.status in (200, 302, 303), (page.status, body[:500])
+    if page.status != 200:
+        assert "/setup" in page.getheader("Location", "") or \
+            "/login" in page.getheader("Location", "")
+    plain = booted.http(HTTP, tls=False)
+    assert plain.status in (301, 302, 307, 308)
+    assert plain.getheader("Location", "").startswith("https://")
 
 
 def _ike_sa_init(spi_i: bytes) -> bytes:
@@ -226,11 +282,11 @@ def _ike_sa_init(spi_i: bytes) -> bytes:
 
 def test_ike_sa_init_is_answered(booted):
     spi_i = secrets.token_bytes(8)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with _socket_in(booted.ns, socket.SOCK_DGRAM) as s:
         s.settimeout(5)
         reply = None
         for _ in range(12):  # the first packets may meet a daemon still warming up
-            s.sendto(_ike_sa_init(spi_i), ("127.0.0.1", booted.ike))
+            s.sendto(_ike_sa_init(spi_i), ("127.0.0.1", IKE))
             try:
                 reply, _ = s.recvfrom(65535)
                 break
@@ -241,4 +297,7 @@ def test_ike_sa_init_is_answered(booted):
     _, version, exchange, flags, msg_id, length = struct.unpack("!BBBBII", reply[16:28])
     assert (version, exchange, msg_id, length) == (0x20, 34, 0, len(reply))
     assert flags & 0x20, "not flagged as a response"
-    assert reply[8:16] != bytes(8) or reply[16] == 41, "no SPIr and no notify"
+    # A full answer (the proposal is one the box accepts): our SPI, its new SPI, and
+    # SA, KE and Nr with the SA payload first.
+    assert reply[8:16] != bytes(8), "no responder SPI"
+    assert reply[16] == 33, f"first payload {reply[16]}, not SA"
