@@ -54,4 +54,6 @@ out "users $(/opt/ikebox/venv/bin/ikebox user list --json 2>/dev/null | $py -c \
 out "listen-tcp $(ss -Hltn | tr -s ' ' | cut -d' ' -f4 | tr '\n' ' ')"
 out "listen-udp $(ss -Hlun | tr -s ' ' | cut -d' ' -f4 | tr '\n' ' ')"
 out "status $(/opt/ikebox/venv/bin/ikebox show status --json 2>&1 | tr -d '\n')"
+# The box's CA certificate (public), so the host's test client can verify the box.
+sed 's/^/IKEBOX-CA /' /var/lib/ikebox/pki/ca.pem
 out "done"

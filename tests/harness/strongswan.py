@@ -95,7 +95,12 @@ secrets {{
 
 
 class Charon:
-    def __init__(self, ns: Netns, workdir: str, ca_pem: str | None = None) -> None:
+    def __init__(self, ns: Netns, workdir: str, ca_pem: str | None = None, *,
+                 ports: tuple[int, int] = (500, 4500), userspace_esp: bool = False) -> None:
+        """ports: charon's own IKE and NAT-T ports (others when something else in the
+        namespace holds 500/4500). userspace_esp: ESP in charon (kernel-libipsec, over
+        a TUN device) for hosts whose kernel has none; it installs routes so that
+        traffic to the remote selectors enters the tunnel."""
         self.ns = ns
         self.dir = workdir
         self.run_dir = os.path.join(workdir, "run")
@@ -111,8 +116,10 @@ class Charon:
             fh.write(f"""
 charon {{
   load_modular = no
-  load = {PLUGINS}
-  install_routes = no
+  load = {"kernel-libipsec " if userspace_esp else ""}{PLUGINS}
+  install_routes = {"yes" if userspace_esp else "no"}
+  port = {ports[0]}
+  port_nat_t = {ports[1]}
   retransmit_tries = 3
   retransmit_timeout = 2
   filelog {{

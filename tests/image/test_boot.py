@@ -34,12 +34,16 @@ import pytest
 
 from provisioning.flash import boot_partition_offset, flash
 from tests.harness.netns import Netns
+from tests.harness.strongswan import Charon, Conn
 
 REPO = Path(__file__).resolve().parents[2]
 BOOT_TIMEOUT = int(os.environ.get("IKEBOX_BOOT_TIMEOUT", "900"))
 CLONE_NEWNET = 0x40000000
-# Loopback ports in qemu's namespace, forwarded to the guest's 80, 443 and 500.
-HTTP, HTTPS, IKE = 8080, 8443, 8500
+# The guest's address on qemu's user network (its DHCP hands out the first address).
+GUEST_ADDR = "10.0.2.15"
+# Loopback ports in qemu's namespace, forwarded to the guest's 80, 443, 500 and 4500
+# (IKE keeps its port numbers: a client floats to the box's port 4500 by number).
+HTTP, HTTPS, IKE, NATT = 8080, 8443, 500, 4500
 ADMIN_HASH = ("$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHRzb21lc2FsdA"
               "$RdescudvJCsgt3ub+b+dWRWJTmaaJObG3ogzNz5Ub3M")
 SEED = f"""
@@ -97,6 +101,13 @@ def _mcopy_out(card: Path, offset: int, name: str, dest: Path) -> None:
                    check=True, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
 
 
+class _NsRef(Netns):
+    """An existing namespace, for the harness's helpers (never created or deleted)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 class Booted:
     def __init__(self, serial: Path, ns: str, proc: subprocess.Popen, boot_seconds: float):
         self.serial, self.ns, self.proc = serial, ns, proc
@@ -117,6 +128,11 @@ class Booted:
         conn.sock = sock
         conn.request("GET", "/", headers={"Host": "branch-042.example.org"})
         return conn.getresponse()
+
+    def ca_pem(self) -> str:
+        text = self.serial.read_text(errors="replace")
+        return "".join(m.group(1) + "\n" for m in re.finditer(r"IKEBOX-CA (.*?)\r?$", text,
+                                                              re.M))
 
     def smoke(self) -> dict[str, str]:
         found = {}
@@ -163,7 +179,7 @@ def booted(tmp_path_factory):
            "-drive", f"file={overlay},if=virtio,format=qcow2",
            "-nic", f"user,model=virtio-net-pci,"
                    f"hostfwd=tcp:127.0.0.1:{HTTP}-:80,hostfwd=tcp:127.0.0.1:{HTTPS}-:443,"
-                   f"hostfwd=udp:127.0.0.1:{IKE}-:500",
+                   f"hostfwd=udp:127.0.0.1:{IKE}-:500,hostfwd=udp:127.0.0.1:{NATT}-:4500",
            "-serial", f"file:{serial}"]
     ns = Netns(ns_name)
     proc = None
@@ -301,3 +317,34 @@ def test_ike_sa_init_is_answered(booted):
     # SA, KE and Nr with the SA payload first.
     assert reply[8:16] != bytes(8), "no responder SPI"
     assert reply[16] == 33, f"first payload {reply[16]}, not SA"
+
+
+def test_strongswan_client_connects_and_pings_the_box_through_esp(booted, tmp_path):
+    """The main job on the image: the seeded user connects with EAP-MSCHAPv2 against
+    the box's certificate, gets a pool address, and ESP (in the guest's arm64 kernel;
+    in charon's userspace on this host, whose kernel has none) carries a ping."""
+    ca = booted.ca_pem()
+    assert "BEGIN CERTIFICATE" in ca, "no CA certificate in the smoke report"
+    charon = Charon(_NsRef(booted.ns), str(tmp_path / "client"), ca_pem=ca,
+                    ports=(10500, 14500), userspace_esp=True)
+    charon.start()
+    try:
+        charon.load(Conn(remote_addr="127.0.0.1", remote_id="branch-042.example.org",
+                         local_id="alice", password="image test password",
+                         remote_ts=f"{GUEST_ADDR}/32", mobike=False))
+        charon.initiate(timeout=90)
+        sas = charon.list_sas()
+        assert charon.ike_state() == "ESTABLISHED", f"{sas}\n{charon.log()[-4000:]}"
+        assert "INSTALLED" in sas, f"{sas}\n{charon.log()[-4000:]}"
+        vips = charon.virtual_ips()
+        assert vips, sas
+        ping = subprocess.run(["ip", "netns", "exec", booted.ns, "ping", "-c", "3", "-W", "10",
+                               "-I", vips[0], GUEST_ADDR], capture_output=True, text=True,
+                              timeout=90)
+        assert ping.returncode == 0, f"{ping.stdout}{ping.stderr}\n{charon.list_sas()}"
+        # The replies came back through the tunnel: the inbound SA counted them.
+        sas = charon.list_sas()
+        inbound = re.search(r"^\s+in\s+\S+,\s+(\d+) bytes,\s+(\d+) packets", sas, re.M)
+        assert inbound and int(inbound.group(2)) >= 3, sas
+    finally:
+        charon.stop()
