@@ -3,6 +3,7 @@
 #   make flash DEVICE=/dev/sdX [BOX=branch.toml] [YES=1]
 #   make test-provisioning           fast: flash checks, seed, assembly (in `make test`)
 #   make test-image                  builds the image, boots it under qemu, checks it
+#                                    (in `make test`)
 IMAGE_CACHE ?= /var/cache/ikebox-image
 IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= build/ikebox-$(IMAGE_VERSION)-arm64.img
@@ -24,7 +25,9 @@ test-provisioning: deps
 test-image: deps image
 	IKEBOX_IMAGE=$(IMAGE) $(PYTEST) -q tests/image
 
-TEST_TIERS += test-provisioning
+# test-image runs on every CI submission: the image holds all of ikebox, so any change
+# can break it, and a cold build plus boot costs about 7 minutes (README, Provisioning).
+TEST_TIERS += test-provisioning test-image
 
 image-pins: deps
 	$(PY) -m provisioning.pins
