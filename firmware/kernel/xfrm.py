@@ -66,6 +66,17 @@ class ExpireEvent:
     hard: bool
 
 
+@dataclass(frozen=True)
+class MappingEvent:
+    """ESP for one of our inbound SAs arrived, authenticated, from a new outer address
+    or port: the peer's NAT changed its mapping (or the peer moved)."""
+
+    reqid: int
+    spi: int
+    address: str
+    port: int
+
+
 def _load_netlink():
     global _nl
     if _nl is None:
@@ -210,7 +221,10 @@ class Xfrm:
         _load_netlink()
         self._netns = netns
         self._chan = _Channel(netns)
-        self.expire_socket = _Channel(netns, groups=(_nl.XFRMNLGRP_EXPIRE,)).sock
+        # Expiries and NAT mapping changes, on one socket.
+        self.expire_socket = _Channel(
+            netns, groups=(_nl.XFRMNLGRP_EXPIRE, _nl.XFRMNLGRP_MAPPING)
+        ).sock
         self.expire_socket.setblocking(False)
         self._expire_marshal = _nl.MarshalXfrm()
         # Policies are shared by the children of one reqid (a rekeyed child keeps its
@@ -315,6 +329,79 @@ class Xfrm:
             self._delete_policy(sel, direction)
         log.info("deleted child reqid=0x%x spi_in=0x%08x", rec.reqid, rec.inbound.spi)
 
+    def move_child(self, old: ChildRecord, new: ChildRecord) -> None:
+        """Point a child's SAs and policies at the peer's new outer address or port
+        (its NAT changed the mapping, or it moved), keeping SPIs, keys and sequence
+        numbers.
+
+        A port change, the common NAT rebinding, updates both SAs in place, so their
+        counters and replay state stay exact. An address is part of the outbound SA's
+        identity, so an address change replaces both SAs: the new ones carry on the
+        sequence numbers (the peer would drop a restarted outbound sequence as
+        replays) and treat the whole inbound replay window as seen, so no packet can
+        be replayed across the move; their byte counters start again.
+        """
+        _check_record(new)
+        if (old.local, old.remote) == (new.local, new.remote):
+            self._update_sas(new)
+        else:
+            self._replace_sas(old, new)
+            self._update_policies(new)
+        log.info(
+            "moved child reqid=0x%x spi_in=0x%08x to peer %s%s",
+            new.reqid,
+            new.inbound.spi,
+            new.remote,
+            f" port {new.encap[1]}" if new.encap else "",
+        )
+
+    def _update_sas(self, rec: ChildRecord) -> None:
+        for keys, src, dst, encap in self._sa_directions(rec):
+            msg = self._sa_message(rec, keys, src, dst, encap)
+            try:
+                self._chan.request(msg, _nl.XFRM_MSG_UPDSA, NLM_F_REQUEST | NLM_F_ACK)
+            except _NetlinkError as err:
+                raise KernelError(_reason(err, f"updating SA 0x{keys.spi:08x}", keys)) from None
+
+    def _replace_sas(self, old: ChildRecord, new: ChildRecord) -> None:
+        for (keys, old_src, old_dst, old_encap), (_k, src, dst, encap) in zip(
+            self._sa_directions(old), self._sa_directions(new), strict=True
+        ):
+            sa = self._get_sa(old_dst, keys.spi)
+            if sa is None:
+                raise KernelError(
+                    f"SA 0x{keys.spi:08x} is no longer in the kernel (deleted, or its "
+                    "hard lifetime expired): nothing to move"
+                )
+            replay = sa.get_attr("XFRMA_REPLAY_ESN_VAL")
+            self._delete_sa(old_dst, keys.spi)
+            msg = self._sa_message(new, keys, src, dst, encap, replay)
+            try:
+                self._chan.request(
+                    msg,
+                    _nl.XFRM_MSG_NEWSA,
+                    NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                )
+            except _NetlinkError as err:
+                # Put the old SA back, so the child is where it was and not half gone.
+                back = self._sa_message(old, keys, old_src, old_dst, old_encap, replay)
+                try:
+                    self._chan.request(back, _nl.XFRM_MSG_NEWSA, NLM_F_REQUEST | NLM_F_ACK)
+                except _NetlinkError as again:
+                    log.error("SA 0x%08x could not be restored: %s", keys.spi,
+                              _reason(again, "restoring it", keys))
+                raise KernelError(_reason(err, f"moving SA 0x{keys.spi:08x}", keys)) from None
+
+    def _update_policies(self, rec: ChildRecord) -> None:
+        for sel, direction, tmpl_src, tmpl_dst in self._policies(rec):
+            msg = self._policy_message(rec, sel, direction, tmpl_src, tmpl_dst)
+            try:
+                self._chan.request(msg, _nl.XFRM_MSG_UPDPOLICY, NLM_F_REQUEST | NLM_F_ACK)
+            except _NetlinkError as err:
+                src, dst = _nl.selector_text(sel)
+                what = f"updating the {_DIR_NAMES[direction]} policy {src} -> {dst}"
+                raise KernelError(_reason(err, what)) from None
+
     def _undo(self, undo: list) -> None:
         for step in reversed(undo):
             try:
@@ -366,7 +453,9 @@ class Xfrm:
         )
 
     @staticmethod
-    def _sa_message(rec: ChildRecord, keys: EspKeys, src: str, dst: str, encap):
+    def _sa_message(rec: ChildRecord, keys: EspKeys, src: str, dst: str, encap, replay=None):
+        """replay: the XFRMA_REPLAY_ESN_VAL of an SA this one replaces (its sequence
+        numbers carry on and its whole window counts as seen)."""
         family, daddr = _nl.pack_addr(dst)
         _, saddr = _nl.pack_addr(src)
         msg = _nl.xfrm_usersa_info()
@@ -430,16 +519,11 @@ class Xfrm:
         # is used with and without ESN (strongSwan does the same).
         window = max(rec.replay_window, 0)
         words = (window + 31) // 32
-        attrs.append(
-            (
-                "XFRMA_REPLAY_ESN_VAL",
-                {
-                    "bmp_len": words,
-                    "replay_window": window,
-                    "bmp": b"\0" * (words * 4),
-                },
-            )
-        )
+        esn = {"bmp_len": words, "replay_window": window, "bmp": b"\0" * (words * 4)}
+        if replay is not None:
+            esn.update({k: replay[k] for k in ("oseq", "seq", "oseq_hi", "seq_hi")})
+            esn["bmp"] = b"\xff" * (words * 4)
+        attrs.append(("XFRMA_REPLAY_ESN_VAL", esn))
         if encap is not None:
             attrs.append(
                 (
@@ -638,8 +722,13 @@ class Xfrm:
     # ---- expiry events -----------------------------------------------------------
 
     def read_expires(self) -> list[ExpireEvent]:
-        """Drain the expire socket (non-blocking); our SAs' expiries, oldest first."""
-        events = []
+        """Drain the event socket; only the expiries (read_events has all)."""
+        return [e for e in self.read_events() if isinstance(e, ExpireEvent)]
+
+    def read_events(self) -> list[ExpireEvent | MappingEvent]:
+        """Drain the event socket (non-blocking): our SAs' expiries and NAT mapping
+        changes, oldest first."""
+        events: list[ExpireEvent | MappingEvent] = []
         while True:
             try:
                 data = self.expire_socket.recv(1 << 16)
@@ -648,17 +737,22 @@ class Xfrm:
             except OSError as exc:
                 if exc.errno != errno.ENOBUFS:
                     raise
-                # The socket buffer overran: some expiries are lost and cannot be
-                # named. Lifetimes are backed by the kernel's own hard expiry, so the
-                # worst case is a late rekey; say so and keep reading.
-                log.warning("kernel expire events were lost (netlink buffer overrun)")
+                # The socket buffer overran: some events are lost and cannot be named.
+                # Lifetimes are backed by the kernel's own hard expiry, and a lost
+                # mapping change is reported again by the peer's next packet.
+                log.warning("kernel XFRM events were lost (netlink buffer overrun)")
                 continue
             for msg in self._expire_marshal.parse(data):
-                if msg["header"]["type"] != _nl.XFRM_MSG_EXPIRE:
-                    continue
+                kind = msg["header"]["type"]
                 if msg["reqid"] not in OWNED_REQIDS:
                     continue
-                events.append(ExpireEvent(msg["reqid"], msg["id_spi"], bool(msg["hard"])))
+                if kind == _nl.XFRM_MSG_EXPIRE:
+                    events.append(ExpireEvent(msg["reqid"], msg["id_spi"], bool(msg["hard"])))
+                elif kind == _nl.XFRM_MSG_MAPPING:
+                    address = _nl.unpack_addr(msg["id_family"], msg["new_saddr"])
+                    events.append(
+                        MappingEvent(msg["reqid"], msg["id_spi"], address, msg["new_sport"])
+                    )
 
 
 _DIR_NAMES = {0: "in", 1: "out", 2: "fwd"}

@@ -34,9 +34,11 @@ XFRM_MSG_EXPIRE = 0x18
 XFRM_MSG_UPDPOLICY = 0x19
 XFRM_MSG_UPDSA = 0x1A
 XFRM_MSG_POLEXPIRE = 0x1B
+XFRM_MSG_MAPPING = 0x26
 
 # Multicast groups: the number for NETLINK_ADD_MEMBERSHIP.
 XFRMNLGRP_EXPIRE = 2
+XFRMNLGRP_MAPPING = 8
 
 XFRM_POLICY_IN = 0
 XFRM_POLICY_OUT = 1
@@ -124,6 +126,15 @@ USERPOLICY_INFO = (
     )
 )
 USERSA_ID = (("daddr", "16s"), ("spi", ">I"), ("family", "H"), ("proto", "B"), ("__pad", "x"))
+# struct xfrm_user_mapping: 64 bytes. The kernel sends it when ESP-in-UDP that passed
+# its integrity and replay checks arrives from another address or port than the SA's.
+USER_MAPPING = _flat("id_", USERSA_ID) + (
+    ("reqid", "I"),
+    ("old_saddr", "16s"),
+    ("new_saddr", "16s"),
+    ("old_sport", ">H"),
+    ("new_sport", ">H"),
+)
 USERPOLICY_ID = _flat("sel_", SELECTOR) + (("index", "I"), ("dir", "B"), ("__pad", "3x"))
 USER_TMPL = (
     _flat("id_", XFRM_ID)
@@ -289,6 +300,11 @@ class xfrm_user_expire(_XfrmAttrs, nlmsg):
     defaults = _bytes_defaults(fields)
 
 
+class xfrm_user_mapping(_XfrmAttrs, nlmsg):
+    fields = USER_MAPPING
+    defaults = _bytes_defaults(fields)
+
+
 class MarshalXfrm(Marshal):
     msg_map = {
         XFRM_MSG_NEWSA: xfrm_usersa_info,
@@ -298,6 +314,7 @@ class MarshalXfrm(Marshal):
         XFRM_MSG_UPDPOLICY: xfrm_userpolicy_info,
         XFRM_MSG_DELPOLICY: xfrm_userpolicy_id,
         XFRM_MSG_EXPIRE: xfrm_user_expire,
+        XFRM_MSG_MAPPING: xfrm_user_mapping,
     }
 
 

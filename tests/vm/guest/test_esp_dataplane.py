@@ -350,3 +350,41 @@ def test_ipv4_inside_ipv6_outside(sides):
     assert counters["packets_in"] == 2 and counters["packets_out"] == 2
     listed = sides[BOX].list_owned()
     assert {(e["src"], e["dst"]) for e in listed} == {(CLI_IP6, BOX_IP6), (BOX_IP6, CLI_IP6)}
+
+
+def test_moving_a_child_to_a_new_peer_address_keeps_sequence_numbers(sides):
+    """The peer's outer address changes. The box replaces its SAs (the outbound SA's
+    address is part of its identity) and the traffic goes on: the new SAs carry on
+    the sequence numbers, which the other side's replay window would otherwise
+    refuse as replays."""
+    cli_ip2 = "10.77.0.3"
+    sh(f"ip -n {CLI} addr add {cli_ip2}/24 dev ikbxk-c")
+    try:
+        box_rec, cli_rec = pair("gcm")
+        sides[BOX].install_child(box_rec)
+        sides[CLI].install_child(cli_rec)
+        ping(3)
+
+        sides[BOX].move_child(box_rec, replace(box_rec, remote=cli_ip2))
+        sides[CLI].move_child(cli_rec, replace(cli_rec, local=cli_ip2))
+        ping(3)
+
+        state = sh(f"ip -n {BOX} xfrm state")
+        assert f"src {BOX_IP} dst {cli_ip2}" in state and f"src {cli_ip2} dst {BOX_IP}" in state
+        assert CLI_IP not in state.replace(f"{CLI_IP}/", "")
+        policies = sh(f"ip -n {BOX} xfrm policy")
+        assert f"tmpl src {BOX_IP} dst {cli_ip2}" in policies, policies
+        assert f"tmpl src {cli_ip2} dst {BOX_IP}" in policies, policies
+        # Sequence numbers went on from 3 (an outbound restart at 1 would be refused by
+        # the client's inbound window, which the move marked as seen up to 3).
+        esn = sh(f"ip -n {BOX} xfrm state get src {BOX_IP} dst {cli_ip2} proto esp "
+                 f"spi 0x{box_rec.outbound.spi:08x}")
+        assert "oseq 0x6" in esn, esn
+    finally:
+        sh(f"ip -n {CLI} addr del {cli_ip2}/24 dev ikbxk-c")
+
+
+def test_moving_a_child_that_the_kernel_no_longer_has_is_refused(sides):
+    box_rec, _cli = pair("gcm")
+    with pytest.raises(KernelError, match="no longer in the kernel"):
+        sides[BOX].move_child(box_rec, replace(box_rec, remote="10.77.0.9"))
