@@ -269,12 +269,17 @@ class Daemon:
             return None
 
     def _kernel_expired(self) -> None:
+        from .kernel.xfrm import MappingEvent
         try:
-            events = self.kernel.read_expires()
+            events = self.kernel.read_events()
         except Exception as exc:  # noqa: BLE001
-            log.warning("reading kernel expire events failed: %s", exc)
+            log.warning("reading kernel XFRM events failed: %s", exc)
             return
         for event in events:
+            if isinstance(event, MappingEvent):
+                self._carry_out(self.responder.esp_moved(
+                    event.spi, (event.address, event.port), time.time()))
+                continue
             log.info("kernel: SA %08x (reqid %d) reached its %s lifetime", event.spi,
                      event.reqid, "hard" if event.hard else "soft")
 
@@ -321,6 +326,8 @@ class Daemon:
                 queue.extend(self._install(action))
             elif isinstance(action, act.DeleteChild):
                 self._delete_child(action)
+            elif isinstance(action, act.MoveChild):
+                self._move_child(action)
             elif isinstance(action, act.Trace):
                 self._trace(action.record)
             elif isinstance(action, act.Failure):
@@ -369,6 +376,19 @@ class Daemon:
         if error:
             log.warning("installing CHILD_SA reqid %d failed: %s", child.reqid, error)
         return self.responder.install_result(action.ike_sa, child.reqid, error, time.time())
+
+    def _move_child(self, action: act.MoveChild) -> None:
+        if self.kernel is None:
+            return
+        child = action.child
+        old = child_record(action.old_local, action.old_remote, child, action.old_encap)
+        new = child_record(action.local, action.remote, child)
+        try:
+            self.kernel.move_child(old, new)
+        except Exception as exc:  # noqa: BLE001 - the IKE SA stays; say what broke
+            log.error("CHILD_SA reqid %d could not follow the client to %s:%d: %s; its "
+                      "traffic fails until the client reconnects", child.reqid,
+                      action.remote[0], action.remote[1], exc)
 
     def _delete_child(self, action: act.DeleteChild) -> None:
         if self.kernel is None:
@@ -529,8 +549,14 @@ class Daemon:
         return {"pem": self.pki.ca_pem()}
 
 
-def child_record(local: tuple[str, int], remote: tuple[str, int], child: Any) -> ChildRecord:
-    """The kernel's view of a CHILD_SA: plain addresses, SPIs, algorithm names, keys."""
+_CURRENT = object()
+
+
+def child_record(local: tuple[str, int], remote: tuple[str, int], child: Any,
+                 encap: Any = _CURRENT) -> ChildRecord:
+    """The kernel's view of a CHILD_SA: plain addresses, SPIs, algorithm names, keys.
+    encap overrides the child's own (box port, peer port), e.g. where it was before
+    the peer moved."""
     from .ike import crypto
     from .kernel.records import EspKeys
     chosen = child.chosen
@@ -553,7 +579,7 @@ def child_record(local: tuple[str, int], remote: tuple[str, int], child: Any) ->
         inbound=keys(child.spi_in, k.encr_i, k.integ_i),
         outbound=keys(child.spi_out, k.encr_r, k.integ_r),
         local_ts=local_ts, remote_ts=remote_ts,
-        encap=child.encap,
+        encap=child.encap if encap is _CURRENT else encap,
         esn=chosen.esn)
 
 

@@ -42,6 +42,22 @@ class DeleteChild:
 
 
 @dataclass(frozen=True)
+class MoveChild:
+    """The peer now sends from another address or port (its NAT changed the mapping):
+    point this installed CHILD_SA's kernel state at the new endpoint. The old
+    endpoints and encapsulation say where the kernel state is now; child.encap is
+    already the new one."""
+
+    ike_sa: str
+    child: Any
+    old_local: Endpoint
+    old_remote: Endpoint
+    old_encap: tuple[int, int] | None
+    local: Endpoint
+    remote: Endpoint
+
+
+@dataclass(frozen=True)
 class SessionUp:
     session: dict[str, Any]
 

@@ -412,14 +412,54 @@ class Responder:
             self._float(ike_sa, remote, local)
         informational.response_received(self, ike_sa, pending, payloads)
 
-    def _float(self, ike_sa: IkeSa, remote: act.Endpoint, local: act.Endpoint) -> None:
+    def esp_moved(self, spi_in: int, remote: act.Endpoint, now: float) -> list[act.Action]:
+        """The kernel saw authenticated ESP-in-UDP for our inbound SA spi_in arrive from
+        `remote`, not from where the SA expects it: the client's NAT made a new
+        mapping (after a timeout, a NAT reboot, a network change). IKE and ESP share
+        the client's port 4500, so the IKE SA follows too (RFC 7296 section 2.23)."""
+        self.now = now
+        for ike_sa in self.sas.values():
+            child = next((c for c in ike_sa.children if c.installed
+                          and int.from_bytes(c.spi_in, "big") == spi_in), None)
+            if child is None:
+                continue
+            if remote == ike_sa.remote or child.encap is None:
+                break  # already followed (more packets raced the update), or no NAT-T
+            if not ike_sa.peer_behind_nat:
+                self._trace(ike_sa, None, "", "float", f"ESP arrived from {_ep(remote)}, "
+                            f"but the client is not behind NAT: staying at "
+                            f"{ike_sa.peer}", level=2)
+                break
+            self._float(ike_sa, remote, ike_sa.local, cause="ESP")
+            break
+        return self._flush()
+
+    def _float(self, ike_sa: IkeSa, remote: act.Endpoint, local: act.Endpoint,
+               cause: str = "IKE") -> None:
         old = ike_sa.peer
+        old_local, old_remote = ike_sa.local, ike_sa.remote
         ike_sa.remote, ike_sa.local = remote, local
         if local[1] != 500 and ike_sa.nat:
-            text = f"the client moved from {old} to {ike_sa.peer} (NAT-T port 4500)"
+            text = (f"the client moved from {old} to {ike_sa.peer} (its NAT changed the "
+                    f"mapping; seen in {cause})")
         else:
             text = f"the client now talks from {ike_sa.peer} (was {old})"
         self._trace(ike_sa, None, "", "float", text, level=1)
+
+        # The children's ESP follows. An IKE message on another port than ESP's says
+        # nothing about ESP's mapping, so that case leaves the children alone.
+        for child in ike_sa.children:
+            if not child.installed:
+                continue
+            old_encap = child.encap
+            if old_encap is not None:
+                if local[1] != old_encap[0]:
+                    continue
+                child.encap = (local[1], remote[1])
+            if (old_local[0], old_remote[0], old_encap) == (local[0], remote[0], child.encap):
+                continue
+            self._out.append(act.MoveChild(ike_sa.name, child, old_local, old_remote,
+                                           old_encap, local, remote))
 
     # --- bookkeeping ---------------------------------------------------------------
 

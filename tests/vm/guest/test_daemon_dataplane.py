@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 
 import pytest
@@ -25,8 +26,8 @@ POOL = "198.18.200.0/24"
 
 
 class Lab:
-    def __init__(self, tmp: str, **conn_kw) -> None:
-        self.topo = Topology("vm")
+    def __init__(self, tmp: str, nat: bool = False, **conn_kw) -> None:
+        self.topo = Topology("vm", nat=nat)
         self.tmp = tmp
         self.box = Box(
             self.topo.box,
@@ -188,3 +189,40 @@ def test_kill_9_and_restart_leave_no_stale_state_and_the_client_reconnects(lab):
     new_vip = lab.connect()
     lab.ping(new_vip, 2)
     assert installed_child(lab)["kernel"]["packets_in"] == 2
+
+
+def test_nat_rebinding_moves_the_kernel_sas_and_traffic_keeps_flowing(lab):
+    """The client's NAT forgets its mapping and makes a new one on another port (a
+    timeout, a NAT reboot). The box's kernel sees authenticated ESP from the new port
+    and reports it; the daemon moves the IKE SA and both ESP SAs there, so the replies
+    reach the client again without it reconnecting."""
+    lab = lab(nat=True)
+    vip = lab.connect()
+    lab.ping(vip, 3)
+    before = lab.box.call("show_ike_sas")[0]["remote"]
+
+    # New mappings from now on come from 40000-40999 (the first one kept the client's
+    # own port 4500), and the NAT forgets the mappings it has, as after a reboot.
+    nat = lab.topo.nat
+    inside = lab.topo.client_ip.rsplit(".", 1)[0] + ".0/24"
+    nat.run("nft", "delete", "table", "ip", "ikbxnat")
+    nat.run("nft", "-f", "-", input=(
+        "table ip ikbxnat {\n chain post {\n"
+        "  type nat hook postrouting priority 100;\n"
+        f"  ip saddr {inside} ip protocol udp masquerade to :40000-40999\n }}\n}}\n"))
+    nat.run(sys.executable, "-c", "from pyroute2 import Conntrack; Conntrack().flush()")
+
+    # The first echo requests open the new mapping; replies follow once the box moved.
+    out = lab.topo.client.run("ping", "-q", "-c", "8", "-i", "0.5", "-W", "3", "-I", vip,
+                              lab.topo.lan_ip, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr + lab.explain()
+    after = lab.box.call("show_ike_sas")[0]["remote"]
+    port = int(after.rsplit(":", 1)[1])
+    assert 40000 <= port <= 40999 and after != before, (before, after, lab.explain())
+    state = lab.box_xfrm("state")
+    assert f"sport {port}" in state and f"dport {port}" in state, lab.box_spis() + state
+    assert "moved child" in lab.box.log() or "moved from" in lab.box.log(), lab.explain()
+    # Still one child, installed, and the kernel holds exactly its two SAs.
+    child = installed_child(lab)
+    assert lab.box_xfrm("state").count("proto esp") == 2, lab.box_spis()
+    assert child["kernel"]["packets_in"] >= 3
