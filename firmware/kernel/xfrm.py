@@ -280,16 +280,16 @@ class Xfrm:
 
     def _add_sas(self, rec: ChildRecord, undo: list) -> None:
         for keys, src, dst, encap in self._sa_directions(rec):
-            msg = self._sa_message(rec, keys, src, dst, encap)
             try:
-                self._chan.request(
-                    msg,
-                    _nl.XFRM_MSG_NEWSA,
-                    NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-                )
+                self._new_sa(self._sa_message(rec, keys, src, dst, encap))
             except _NetlinkError as err:
                 raise KernelError(_reason(err, f"SA 0x{keys.spi:08x}", keys)) from None
             undo.append(("sa", dst, keys.spi))
+
+    def _new_sa(self, msg) -> None:
+        self._chan.request(
+            msg, _nl.XFRM_MSG_NEWSA, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        )
 
     def _add_policies(self, rec: ChildRecord, undo: list) -> None:
         for sel, direction, tmpl_src, tmpl_dst in self._policies(rec):
@@ -375,18 +375,13 @@ class Xfrm:
                 )
             replay = sa.get_attr("XFRMA_REPLAY_ESN_VAL")
             self._delete_sa(old_dst, keys.spi)
-            msg = self._sa_message(new, keys, src, dst, encap, replay)
             try:
-                self._chan.request(
-                    msg,
-                    _nl.XFRM_MSG_NEWSA,
-                    NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-                )
+                self._new_sa(self._sa_message(new, keys, src, dst, encap, replay))
             except _NetlinkError as err:
                 # Put the old SA back, so the child is where it was and not half gone.
                 back = self._sa_message(old, keys, old_src, old_dst, old_encap, replay)
                 try:
-                    self._chan.request(back, _nl.XFRM_MSG_NEWSA, NLM_F_REQUEST | NLM_F_ACK)
+                    self._new_sa(back)
                 except _NetlinkError as again:
                     log.error("SA 0x%08x could not be restored: %s", keys.spi,
                               _reason(again, "restoring it", keys))
