@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         return webui_main(argv[1:])
 
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_global_options_first(argv))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -40,6 +40,29 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _global_options_first(argv: list[str]) -> list[str]:
+    """--config and --socket belong to `ikebox` itself, but people write them after the
+    subcommand too (`ikebox daemon --config FILE`): accept them anywhere."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        if arg in ("--config", "--socket") and i + 1 < len(argv):
+            hoisted += argv[i:i + 2]
+            i += 2
+            continue
+        if arg.startswith(("--config=", "--socket=")):
+            hoisted.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return hoisted + rest
 
 
 def _parser() -> argparse.ArgumentParser:
