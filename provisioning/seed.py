@@ -404,6 +404,28 @@ def apply_file(path: Path, root: Path = Path("/"), **kw: Any) -> int:
     return 0
 
 
+def _print_hash(kind: str, ask: Callable[[str], str] | None = None) -> int:
+    """The hashes a seed holds instead of passwords, made the way the box checks them.
+    The password is read without echo and never printed."""
+    import getpass
+    ask = ask or getpass.getpass
+    password = ask("Password: ")
+    if password != ask("Again: "):
+        print("the two passwords differ", file=sys.stderr)
+        return 1
+    if kind == "admin-hash":
+        from webui.store import hash_password, password_problem
+        problem = password_problem(password)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 1
+        print(hash_password(password))
+    else:
+        from firmware.users import nt_password_hash
+        print(nt_password_hash(password).hex())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m provisioning.seed")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -412,8 +434,14 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("apply", help="apply and delete a seed file (first boot)")
     a.add_argument("file", type=Path)
     a.add_argument("--root", type=Path, default=Path("/"))
+    sub.add_parser("admin-hash", help="ask for the web page's admin password and print "
+                   "its argon2id hash, for [webui] admin_password_hash")
+    sub.add_parser("nt-hash", help="ask for a VPN user's password and print its NT hash, "
+                   "for [[users]] password_nt_hash")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.cmd in ("admin-hash", "nt-hash"):
+        return _print_hash(args.cmd)
     if args.cmd == "check":
         try:
             load_seed(args.file)

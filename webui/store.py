@@ -49,6 +49,11 @@ def _write_new(path: str, data: bytes, exclusive: bool) -> None:
     os.replace(tmp, path)
 
 
+def hash_password(password: str) -> str:
+    """The admin password as admin.json keeps it (argon2id)."""
+    return _hasher.hash(password)
+
+
 def password_problem(password: str, confirm: str | None = None) -> str | None:
     if len(password) < MIN_PASSWORD:
         return f"The password needs at least {MIN_PASSWORD} characters."
@@ -104,7 +109,7 @@ class StateDir:
         return self.admin_hash() is not None
 
     def set_admin_password(self, password: str, first: bool) -> None:
-        data = json.dumps({"password_hash": _hasher.hash(password)}).encode()
+        data = json.dumps({"password_hash": hash_password(password)}).encode()
         try:
             _write_new(self.file("admin.json"), data, exclusive=first)
         except FileExistsError:

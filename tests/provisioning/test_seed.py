@@ -217,3 +217,21 @@ def test_cli_failure_rolls_back(box):
                    ikebox=[sys.executable, "-c", "import sys; sys.exit(4)"])
     assert snapshot(box) == before
     assert not os.path.exists(box / seedmod.ADMIN)
+
+
+def test_hash_helpers_print_what_the_seed_and_the_box_accept(capsys):
+    from argon2 import PasswordHasher
+
+    answers = iter(["correct horse battery", "correct horse battery"])
+    assert seedmod._print_hash("admin-hash", lambda _prompt: next(answers)) == 0
+    printed = capsys.readouterr().out.strip()
+    assert PasswordHasher().verify(printed, "correct horse battery")
+    parse_seed(f'[webui]\nadmin_password_hash = "{printed}"\n')
+
+    answers = iter(["password", "password"])
+    assert seedmod._print_hash("nt-hash", lambda _prompt: next(answers)) == 0
+    assert capsys.readouterr().out.strip() == "8846f7eaee8fb117ad06bdd830b7586c"
+
+    answers = iter(["one", "two"])
+    assert seedmod._print_hash("nt-hash", lambda _prompt: next(answers)) == 1
+    assert "differ" in capsys.readouterr().err
