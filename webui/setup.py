@@ -70,7 +70,7 @@ def _fields_from(cfg: dict[str, Any], status: dict[str, Any] | None) -> dict[str
             "lan": ", ".join(cfg["lan"]["subnets"]), "user": ""}
 
 
-def apply(identity: str, pool: str, dns: list[str], lan: list[str], user: str,
+def apply(identity: str, pool: str, dns: list[str], lan: list[str], user: str | None,
           password: str) -> dict[str, Any]:
     """All or nothing: a later step's refusal undoes the earlier ones, so a retry
     starts from the state the box was in."""
@@ -82,8 +82,9 @@ def apply(identity: str, pool: str, dns: list[str], lan: list[str], user: str,
         section: {key: before[section][key] for key in values}
         for section, values in changes.items()})]
     try:
-        daemon.call("user_add", name=user, password=password)
-        undo.insert(0, lambda: daemon.call("user_del", name=user))
+        if user:
+            daemon.call("user_add", name=user, password=password)
+            undo.insert(0, lambda: daemon.call("user_del", name=user))
         return daemon.call("cert_regenerate", names=[identity])
     except ControlError:
         for step in undo:
@@ -92,6 +93,10 @@ def apply(identity: str, pool: str, dns: list[str], lan: list[str], user: str,
             except ControlError as exc:
                 log.error("setup: could not undo a step: %s", exc)
         raise
+
+
+def _existing_users() -> list[str]:
+    return [u["name"] for u in daemon.call("user_list")]
 
 
 @bp.route("/box", methods=["GET", "POST"])
@@ -107,15 +112,17 @@ def box():  # noqa: ANN201
             raise
         except ControlError:
             status = None
-        return render_template("setup_box.html",
+        return render_template("setup_box.html", existing=_existing_users(),
                                f=_fields_from(daemon.call("config_get"), status))
 
     f = {k: forms.text(k) for k in ("identity", "pool", "dns", "lan", "user")}
+    # A card seeded with users needs no new one; a bare box needs its first.
+    existing = _existing_users()
     error = None
     user_password = request.form.get("user_password") or ""
     if not f["identity"]:
         error = "Enter the box's public name or address."
-    elif not f["user"]:
+    elif not f["user"] and not existing:
         error = "Enter a name for the first VPN user."
     elif user_password != (request.form.get("user_confirm") or ""):
         error = "The two VPN passwords differ."
@@ -130,10 +137,12 @@ def box():  # noqa: ANN201
             audit("setup", f["identity"], "refused", reason=error)
     if error is not None:
         # The form comes back filled in, but never with a password.
-        return render_template("setup_box.html", f=f, error=error), 400
+        return render_template("setup_box.html", f=f, error=error, existing=existing), 400
     state().mark_setup_done(f["identity"])
-    audit("setup", f["identity"], first_user=f["user"], fingerprint=cert.get("fingerprint"))
+    audit("setup", f["identity"], first_user=f["user"] or None,
+          fingerprint=cert.get("fingerprint"))
     log.info("setup completed for %s", f["identity"])
+    who = f["user"] or "one of the box's users"
     flash(f"Setup complete. Install the CA certificate on each client, then connect "
-          f"to {f['identity']} as {f['user']}.", "ok")
+          f"to {f['identity']} as {who}.", "ok")
     return redirect(url_for("views.status"))

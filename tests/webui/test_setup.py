@@ -149,3 +149,23 @@ def test_second_visitor_cannot_replace_the_admin_password(make_app, client):
         "user": "alice", "user_password": VPN_PASSWORD, "user_confirm": VPN_PASSWORD})
     assert run_wizard_rest.status_code == 302
     assert other.get("/setup/password").status_code == 404
+
+
+def test_seeded_users_make_the_wizards_user_optional(client, daemon):
+    daemon.users.add("alice", VPN_PASSWORD)
+    client.form("/setup/password", {"password": ADMIN_PASSWORD, "confirm": ADMIN_PASSWORD})
+    page = client.get("/setup/box").get_data(as_text=True)
+    assert "The box already has alice" in page
+    r = client.form("/setup/box", {"identity": "vpn.example.net", "pool": "10.77.0.0/24",
+                                   "dns": "", "lan": "10.1.0.0/16", "user": "",
+                                   "user_password": "", "user_confirm": ""})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    assert [u["name"] for u in daemon.users.list()] == ["alice"]
+    assert "connect to vpn.example.net as one of the box" in \
+        client.get("/").get_data(as_text=True)
+
+
+def test_bare_box_still_needs_its_first_user(client, daemon):
+    r = run_wizard(client, user="", user_password="", user_confirm="")
+    assert r.status_code == 400
+    assert "Enter a name for the first VPN user" in r.get_data(as_text=True)
