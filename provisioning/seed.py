@@ -116,14 +116,22 @@ def _wan(table: dict[str, Any]) -> Wan:
         address = ipaddress.ip_interface(raw)
     except ValueError:
         raise SeedError("[wan] address is not a valid address/prefix") from None
-    gateway = None
-    if "gateway" in table:
-        try:
-            gateway = ipaddress.ip_address(table["gateway"])
-        except ValueError:
-            raise SeedError("[wan] gateway is not an IP address") from None
-        if gateway.version != address.version or gateway not in address.network:
-            raise SeedError("[wan] gateway is not inside the address's network")
+    net = address.network
+    if net.num_addresses > 2 and address.ip in (net.network_address, net.broadcast_address):
+        raise SeedError("[wan] address is the network's own or its broadcast address, not "
+                        "one a host can use")
+    # Without a gateway the box cannot answer clients beyond its own segment: the
+    # seed would make a card that never works from the internet.
+    if "gateway" not in table:
+        raise SeedError("[wan] a static address needs a gateway (the branch router)")
+    try:
+        gateway = ipaddress.ip_address(table["gateway"])
+    except (TypeError, ValueError):
+        raise SeedError("[wan] gateway is not an IP address") from None
+    if gateway.version != address.version or gateway not in net:
+        raise SeedError("[wan] gateway is not inside the address's network")
+    if gateway == address.ip:
+        raise SeedError("[wan] gateway is the box's own address")
     return Wan(False, address, gateway, dns)
 
 

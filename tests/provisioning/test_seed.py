@@ -139,6 +139,9 @@ def test_identity_is_added_when_config_has_no_box_section(box):
     ("[wan]\naddress = \"192.0.2.10\"", "prefix length"),
     ("[wan]\naddress = \"192.0.2.10/24\"\ngateway = \"198.51.100.1\"", "[wan] gateway"),
     ("[wan]\ndhcp = true\naddress = \"192.0.2.10/24\"", "excludes address"),
+    ("[wan]\naddress = \"192.0.2.10/24\"", "needs a gateway"),
+    ("[wan]\naddress = \"192.0.2.10/24\"\ngateway = \"192.0.2.10\"", "own address"),
+    ("[wan]\naddress = \"192.0.2.0/24\"\ngateway = \"192.0.2.1\"", "network's own"),
     ("[wan]\ndns = [\"resolver.example\"]\ndhcp = true", "[wan] dns"),
     (f"[webui]\nadmin_password_hash = \"{SECRET}\"", "argon2id"),
     ("[webui]\nadmin_password_hash = "
