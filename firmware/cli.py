@@ -324,13 +324,15 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
-def _user_store(args: argparse.Namespace):  # noqa: ANN202
-    """The user file itself, for when no daemon runs (first setup, image building)."""
+def _user_store(args: argparse.Namespace, create: bool = True):  # noqa: ANN202
+    """The user file itself, for when no daemon runs (first setup, image building).
+    Listing creates nothing: a read-only command leaves no directory behind."""
     from . import config as config_mod
     from .users import UserStore
     cfg = config_mod.load(args.config or "/etc/ikebox/ikebox.toml")
     state_dir = cfg["box"]["state_dir"]
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    if create:
+        os.makedirs(state_dir, mode=0o711, exist_ok=True)
     return UserStore(os.path.join(state_dir, "users.json"))
 
 
@@ -339,7 +341,7 @@ def _users(args: argparse.Namespace, cmd: str, **kw: Any) -> Any:
     try:
         return _call(args, cmd, **kw)
     except DaemonUnreachable:
-        store = _user_store(args)
+        store = _user_store(args, create=cmd != "user_list")
         try:
             if cmd == "user_add":
                 store.add(kw["name"], kw["password"], enabled=kw["enabled"],

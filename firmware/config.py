@@ -208,6 +208,11 @@ def validate(cfg: dict[str, dict[str, Any]]) -> None:
         raise ConfigError("ike.natt_port: must differ from ike.port")
     if cfg["ike"]["server_auth"] == "psk" and not cfg["ike"]["psk_file"]:
         raise ConfigError("ike.psk_file: server_auth = \"psk\" needs a PSK file")
+    pins = [(k, cfg["leds"][k]) for k in ("power", "tunnel", "alert") if cfg["leds"][k]]
+    for i, (key, pin) in enumerate(pins):
+        for other, other_pin in pins[:i]:
+            if pin == other_pin:
+                raise ConfigError(f"leds.{key}: pin {pin} is already leds.{other}")
     pool4 = cfg["pool"]["ipv4"]
     if pool4:
         pool_net = ipaddress.IPv4Network(pool4)

@@ -28,3 +28,12 @@ def test_hoisting_keeps_order_and_stops_at_double_dash():
     assert _global_options_first(["user", "add", "bob", "--config", "c.toml"]) == \
         ["--config", "c.toml", "user", "add", "bob"]
     assert _global_options_first(["x", "--", "--config", "y"]) == ["x", "--", "--config", "y"]
+
+
+def test_listing_users_without_a_daemon_creates_nothing(tmp_path, capsys):
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[box]\nstate_dir = "{tmp_path}/state"\n'
+                    f'[control]\nsocket = "{tmp_path}/none.sock"\n')
+    assert main(["--config", str(conf), "user", "list"]) == 0
+    assert "No users" in capsys.readouterr().out
+    assert not (tmp_path / "state").exists()

@@ -64,3 +64,10 @@ def test_restart_fields_are_detected():
     new = config.merge(old, {"ike": {"port": 1500}})
     assert config.needs_restart(old, new) == ["ike.port"]
     assert stat.S_IMODE(0o600) == 0o600
+
+
+def test_two_lights_on_one_pin_are_refused():
+    from firmware.config import ConfigError, defaults, merge
+    with pytest.raises(ConfigError, match="leds.tunnel: pin 17 is already leds.power"):
+        merge(defaults(), {"leds": {"power": 17, "tunnel": 17}})
+    merge(defaults(), {"leds": {"power": 17, "tunnel": 27}})
