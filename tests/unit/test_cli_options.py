@@ -35,5 +35,5 @@ def test_listing_users_without_a_daemon_creates_nothing(tmp_path, capsys):
     conf.write_text(f'[box]\nstate_dir = "{tmp_path}/state"\n'
                     f'[control]\nsocket = "{tmp_path}/none.sock"\n')
     assert main(["--config", str(conf), "user", "list"]) == 0
-    assert "No users" in capsys.readouterr().out
+    assert "no users" in capsys.readouterr().out
     assert not (tmp_path / "state").exists()
