@@ -1,5 +1,6 @@
-"""`make image-pins`: resolve requirements.txt for the image (linux/aarch64, CPython
-3.11) and write the exact versions to provisioning/pins.txt."""
+"""`make image-pins`: resolve requirements.txt and the image's extras (the GPIO pin
+library) for linux/aarch64, CPython 3.11, and write the exact versions to
+provisioning/pins.txt."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .rootfs import PINS
+from .rootfs import IMAGE_EXTRAS, PINS, PLATFORM_ARGS
 
 REPO = Path(__file__).resolve().parent.parent
 HEADER = PINS.read_text().split("\n\n")[0] if PINS.exists() else ""
@@ -19,10 +20,8 @@ def resolve() -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "-q", "-d", tmp, "--only-binary=:all:",
-             "--python-version", "3.11", "--implementation", "cp",
-             "--platform", "manylinux2014_aarch64", "--platform", "manylinux_2_17_aarch64",
-             "--platform", "manylinux_2_28_aarch64", "--platform", "any",
-             "-r", str(REPO / "requirements.txt")], check=True)
+             "--python-version", "3.11", "--implementation", "cp", *PLATFORM_ARGS,
+             "-r", str(REPO / "requirements.txt"), *IMAGE_EXTRAS], check=True)
         pins = []
         for wheel in sorted(Path(tmp).glob("*.whl")):
             name, version = wheel.name.split("-")[:2]

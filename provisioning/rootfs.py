@@ -28,6 +28,14 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 IMAGE_PYTHON = "python3.11"
 VENV = "/opt/ikebox/venv"
+# Wheels that run on the image: aarch64, glibc up to bookworm's 2.36.
+PLATFORM_ARGS = [arg for tag in ("manylinux2014_aarch64", "manylinux_2_17_aarch64",
+                                 "manylinux_2_28_aarch64", "manylinux_2_34_aarch64",
+                                 "manylinux_2_36_aarch64", "any")
+                 for arg in ("--platform", tag)]
+# On the image only: the pin library gpiozero drives the LEDs with on a Pi 3/4/5
+# (/dev/gpiochip*). The hosts that run the tests use gpiozero's mock pins instead.
+IMAGE_EXTRAS = ["lgpio"]
 # Bump when the base recipe below changes in a way the hashed files do not show.
 BASE_RECIPE = "4"
 
@@ -92,9 +100,7 @@ def download_wheels(cache: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(dest),
          "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
-         "--platform", "manylinux2014_aarch64", "--platform", "manylinux_2_17_aarch64",
-         "--platform", "manylinux_2_28_aarch64", "--platform", "any",
-         *pins()])
+         *PLATFORM_ARGS, *pins()])
     (dest / ".complete").touch()
     return dest
 

@@ -53,6 +53,8 @@ out "users $(/opt/ikebox/venv/bin/ikebox user list --json 2>/dev/null | $py -c \
     'import json,sys; print(" ".join(sorted(u["name"] for u in json.load(sys.stdin))))')"
 out "listen-tcp $(ss -Hltn | tr -s ' ' | cut -d' ' -f4 | tr '\n' ' ')"
 out "listen-udp $(ss -Hlun | tr -s ' ' | cut -d' ' -f4 | tr '\n' ' ')"
+# gpiozero's pin library for the Pi's /dev/gpiochip*: it must import on the image.
+out "gpio-lib $($py -c 'import gpiozero.pins.lgpio; print("ok")' 2>&1 | tail -n1)"
 out "status $(/opt/ikebox/venv/bin/ikebox show status --json 2>&1 | tr -d '\n')"
 # The box's CA certificate (public), so the host's test client can verify the box.
 sed 's/^/IKEBOX-CA /' /var/lib/ikebox/pki/ca.pem

@@ -255,6 +255,12 @@ def test_seed_was_applied_and_deleted(booted):
     assert "image test password" not in booted.serial.read_text(errors="replace")
 
 
+def test_the_led_pin_library_is_on_the_image(booted):
+    # qemu's virt board has no Pi header, so the LED service runs without LEDs here;
+    # on a Pi it drives them through lgpio, which must at least import.
+    assert booted.smoke()["gpio-lib"] == "ok"
+
+
 def test_daemon_listens_for_ike(booted):
     smoke = booted.smoke()
     assert re.search(r"(^|\s)(0\.0\.0\.0|\*|\[::\]):500(\s|$)", smoke["listen-udp"]), \
