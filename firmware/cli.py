@@ -441,12 +441,12 @@ def _debug(args: argparse.Namespace) -> int:
 def _config_check(args: argparse.Namespace) -> int:
     from . import config as config_mod
     if not os.path.exists(args.file):
-        print(f"invalid: {args.file}: no such file")
+        print(f"invalid: {args.file}: no such file", file=sys.stderr)
         return 1
     try:
         config_mod.load(args.file)
     except config_mod.ConfigError as exc:
-        print(f"invalid: {exc}")
+        print(f"invalid: {exc}", file=sys.stderr)
         return 1
     print(f"{args.file}: valid")
     return 0

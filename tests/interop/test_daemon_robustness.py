@@ -237,6 +237,7 @@ def test_config_check_bad_files(content, tmp_path):
     res = _cli("config", "check", str(p))
     assert res.returncode != 0, res.stdout
     assert "Traceback" not in res.stderr + res.stdout, res.stderr
+    assert res.stderr.startswith("invalid: ") and res.stdout == "", (res.stdout, res.stderr)
 
 
 def test_disconnect_unknown_session_and_user(lab):
