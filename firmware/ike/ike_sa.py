@@ -92,6 +92,7 @@ class IkeSa:
     children: list[ChildSa] = field(default_factory=list)
     established: float | None = None  # when the session came up
     initial_contact: bool = False
+    mobike: bool = False             # RFC 4555 agreed: the client may move the SA
     client_version: str = ""
     session_id: str = ""
     close_reason: str = ""

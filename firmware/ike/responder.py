@@ -458,8 +458,14 @@ class Responder:
                 child.encap = (local[1], remote[1])
             if (old_local[0], old_remote[0], old_encap) == (local[0], remote[0], child.encap):
                 continue
-            self._out.append(act.MoveChild(ike_sa.name, child, old_local, old_remote,
-                                           old_encap, local, remote))
+            self.move_child(ike_sa, child, old_local, old_remote, old_encap)
+
+    def move_child(self, ike_sa: IkeSa, child: ChildSa, old_local: act.Endpoint,
+                   old_remote: act.Endpoint, old_encap: tuple[int, int] | None) -> None:
+        """Ask the host to move an installed child from where the kernel has it to the
+        IKE SA's endpoints and the child's (new) encapsulation."""
+        self._out.append(act.MoveChild(ike_sa.name, child, old_local, old_remote,
+                                       old_encap, ike_sa.local, ike_sa.remote))
 
     # --- bookkeeping ---------------------------------------------------------------
 

@@ -336,17 +336,22 @@ class Xfrm:
 
         A port change, the common NAT rebinding, updates both SAs in place, so their
         counters and replay state stay exact. An address is part of the outbound SA's
-        identity, so an address change replaces both SAs: the new ones carry on the
+        identity, and the kernel cannot add or remove UDP encapsulation in place, so
+        those changes replace both SAs: the new ones carry on the
         sequence numbers (the peer would drop a restarted outbound sequence as
         replays) and treat the whole inbound replay window as seen, so no packet can
         be replayed across the move; their byte counters start again.
         """
         _check_record(new)
-        if (old.local, old.remote) == (new.local, new.remote):
+        same_ends = (old.local, old.remote) == (new.local, new.remote)
+        if same_ends and (old.encap is None) == (new.encap is None):
             self._update_sas(new)
         else:
+            # An address, or UDP encapsulation coming or going (MOBIKE onto or off a
+            # NATed path): the kernel cannot change those in place.
             self._replace_sas(old, new)
-            self._update_policies(new)
+            if not same_ends:
+                self._update_policies(new)
         log.info(
             "moved child reqid=0x%x spi_in=0x%08x to peer %s%s",
             new.reqid,

@@ -8,7 +8,9 @@ message came from. Here that is either an IKE request (the responder sees it) or
 from __future__ import annotations
 
 from firmware.ike import actions as act
-from firmware.ike.constants import ExchangeType
+from firmware.ike.constants import ExchangeType, Notify
+from firmware.ike.message import NotifyPayload
+from firmware.ike.nat import nat_hash
 from tests.unit.conftest import PSK
 from tests.unit.initiator import Initiator
 from tests.unit.test_responder import T0, install_all, only, sends
@@ -21,18 +23,24 @@ NAT_NEW = ("203.0.113.7", 42424)     # the same NAT after a new mapping
 NAT_OTHER_IP = ("198.51.100.9", 5000)
 
 
-def behind_nat(make_responder):
+def behind_nat(make_responder, mobike: bool = False):
     """A PSK session from a client behind NAT, moved to port 4500, child installed."""
     r = make_responder(server_auth="psk")
     client = Initiator(nat_source=("10.0.0.5", 500), remote=BOX_500)
     reply = only(r.receive(client.sa_init(), NAT_500, BOX_500, T0), act.Send)
     client.sa_init_done(reply.datagrams[0])
     client.id_r_body = r.policy.id_payload_body()
+    payloads = client.auth_first(with_psk=PSK)
+    if mobike:
+        payloads.append(NotifyPayload(Notify.MOBIKE_SUPPORTED))
     actions = []
-    for d in client.request(ExchangeType.IKE_AUTH, client.auth_first(with_psk=PSK)):
+    for d in client.request(ExchangeType.IKE_AUTH, payloads):
         actions += r.receive(d, NAT_4500, BOX_4500, T0)
     actions = install_all(r, actions)
     assert sends(actions)[-1].remote == NAT_4500
+    notes = client.open(sends(actions)[-1].datagrams).notifies()
+    assert (Notify.MOBIKE_SUPPORTED in notes) == mobike
+    assert (Notify.NO_ADDITIONAL_ADDRESSES in notes) == mobike
     ike_sa = next(iter(r.sas.values()))
     child = ike_sa.children[0]
     assert ike_sa.peer_behind_nat and child.installed and child.encap == (4500, 31001)
@@ -107,3 +115,62 @@ def test_client_not_behind_nat_is_not_moved_by_esp(make_responder):
     assert child.installed and child.encap is None
     assert r.esp_moved(int.from_bytes(child.spi_in, "big"), NAT_NEW, T0 + 1) == []
     assert ike_sa.remote == ("192.0.2.10", 500)
+
+
+# --- MOBIKE (RFC 4555) ---------------------------------------------------------------
+
+NEW_NET = ("198.51.100.77", 4500)   # the client on a new network, no NAT in between
+
+
+def update_sa_addresses(client, remote, local, cookie2=b"\x11" * 16):
+    spis = (client.spi_i, client.spi_r)
+    return [NotifyPayload(Notify.UPDATE_SA_ADDRESSES),
+            NotifyPayload(Notify.NAT_DETECTION_SOURCE_IP, nat_hash(*spis, *remote)),
+            NotifyPayload(Notify.NAT_DETECTION_DESTINATION_IP, nat_hash(*spis, *local)),
+            NotifyPayload(Notify.COOKIE2, cookie2)]
+
+
+def test_mobike_move_to_a_network_without_nat_drops_udp_encapsulation(make_responder):
+    r, client, ike_sa, child = behind_nat(make_responder, mobike=True)
+    actions = []
+    for d in client.request(ExchangeType.INFORMATIONAL,
+                            update_sa_addresses(client, NEW_NET, BOX_4500)):
+        actions += r.receive(d, NEW_NET, BOX_4500, T0 + 1)
+
+    assert ike_sa.remote == NEW_NET and not ike_sa.nat
+    assert child.encap is None
+    moves = [a for a in actions if isinstance(a, act.MoveChild)]
+    # The kernel ends where the IKE SA is, without encapsulation, whatever the steps.
+    assert moves[0].old_remote == NAT_4500 and moves[0].old_encap == (4500, 31001)
+    assert (moves[-1].remote, moves[-1].child.encap) == (NEW_NET, None)
+    reply = only(actions, act.Send)
+    assert reply.remote == NEW_NET
+    notes = client.open(reply.datagrams).notifies()
+    spis = (client.spi_i, client.spi_r)
+    assert notes[Notify.COOKIE2].data == b"\x11" * 16
+    assert notes[Notify.NAT_DETECTION_SOURCE_IP].data == nat_hash(*spis, *BOX_4500)
+    assert notes[Notify.NAT_DETECTION_DESTINATION_IP].data == nat_hash(*spis, *NEW_NET)
+
+
+def test_mobike_move_behind_a_new_nat_keeps_encapsulation_to_the_new_port(make_responder):
+    r, client, ike_sa, child = behind_nat(make_responder, mobike=True)
+    nat2 = ("203.0.113.99", 61000)
+    actions = []
+    # The client believes it is 10.1.1.1:4500; the box sees the NAT's address.
+    for d in client.request(ExchangeType.INFORMATIONAL,
+                            update_sa_addresses(client, ("10.1.1.1", 4500), BOX_4500)):
+        actions += r.receive(d, nat2, BOX_4500, T0 + 1)
+    assert ike_sa.peer_behind_nat and ike_sa.remote == nat2
+    assert child.encap == (4500, 61000)
+    assert only(actions, act.MoveChild).remote == nat2
+
+
+def test_update_sa_addresses_without_mobike_agreed_is_ignored(make_responder):
+    r, client, ike_sa, child = behind_nat(make_responder, mobike=False)
+    actions = []
+    for d in client.request(ExchangeType.INFORMATIONAL,
+                            update_sa_addresses(client, NAT_NEW, BOX_4500)):
+        actions += r.receive(d, NAT_NEW, BOX_4500, T0 + 1)
+    notes = client.open(only(actions, act.Send).datagrams).notifies()
+    assert Notify.NAT_DETECTION_SOURCE_IP not in notes
+    assert ike_sa.peer_behind_nat and child.encap == (4500, 42424)

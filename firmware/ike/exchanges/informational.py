@@ -1,5 +1,6 @@
 """INFORMATIONAL (RFC 7296 §1.4): DELETE of the IKE SA or of children, liveness checks,
-and the box's own DELETE when an operator disconnects a session."""
+MOBIKE address updates (mobike.py), and the box's own DELETE when an operator
+disconnects a session."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..constants import ExchangeType, Notify, Protocol
 from ..ike_sa import IkeSa, PendingRequest, State
 from ..message import DeletePayload, Message, NotifyPayload, Payload
+from . import mobike
 
 if TYPE_CHECKING:
     from ..responder import Responder
@@ -39,6 +41,13 @@ def handle(r: Responder, ike_sa: IkeSa, message: Message) -> list[Payload]:
                     f"the client closed CHILD_SA {child.spi_in.hex()}/{spi.hex()}")
         if ours:
             reply.append(DeletePayload(Protocol.ESP, tuple(ours)))
+
+    notes = message.notifies()
+    if Notify.UPDATE_SA_ADDRESSES in notes:
+        reply += mobike.update_addresses(r, ike_sa, message)
+    if Notify.COOKIE2 in notes:
+        # RFC 4555 §3.6: echoed as is, so the client knows the answer took this path.
+        reply.append(NotifyPayload(Notify.COOKIE2, notes[Notify.COOKIE2].data))
 
     for note in message.get(NotifyPayload):
         if note.type < 16384:

@@ -226,3 +226,39 @@ def test_nat_rebinding_moves_the_kernel_sas_and_traffic_keeps_flowing(lab):
     child = installed_child(lab)
     assert lab.box_xfrm("state").count("proto esp") == 2, lab.box_spis()
     assert child["kernel"]["packets_in"] >= 3
+
+
+def test_mobike_client_changes_address_and_its_tunnel_follows(lab):
+    """A laptop moves to another network: strongSwan (MOBIKE on, as by default) sends
+    UPDATE_SA_ADDRESSES from its new address, the box moves the IKE SA and the kernel
+    SAs and policies, and traffic goes on without a new login."""
+    lab = lab()
+    vip = lab.connect()
+    lab.ping(vip, 3)
+    ike_before = lab.box.call("show_ike_sas")
+    spi_before = installed_child(lab)["spi_in"]
+    client, old_ip = lab.topo.client, lab.topo.client_ip
+    new_ip = old_ip.rsplit(".", 1)[0] + ".4"
+    dev = client.run("ip", "-o", "link", "show", "type", "veth").stdout
+    dev = dev.split(":")[1].strip().split("@")[0]
+    # Keep the subnet's route when its first address goes (as a DHCP renumbering does).
+    client.sysctl(f"net.ipv4.conf.{dev}.promote_secondaries", "1")
+    client.run("ip", "addr", "add", f"{new_ip}/24", "dev", dev)
+    client.run("ip", "addr", "del", f"{old_ip}/24", "dev", dev)
+    client.run("ip", "route", "replace", "default", "via", lab.topo.box_ip)
+
+    assert wait_for(lambda: lab.box.call("show_ike_sas")[0]["remote"].startswith(
+        new_ip + ":"), timeout=60), lab.explain()
+    lab.ping(vip, 3)
+    state = lab.box_xfrm("state")
+    assert f"src {lab.topo.box_ip} dst {new_ip}" in state, lab.box_spis()
+    assert f"src {new_ip} dst {lab.topo.box_ip}" in state, lab.box_spis()
+    assert old_ip not in state, lab.box_spis()
+    assert f"dst {new_ip}" in lab.box_xfrm("policy")
+    # Moved, not reconnected: the same IKE SA and the same CHILD_SA SPIs.
+    ike_after = lab.box.call("show_ike_sas")
+    assert len(ike_after) == 1 and ike_after[0]["name"] == ike_before[0]["name"], ike_after
+    assert installed_child(lab)["spi_in"] == spi_before
+    steps = [t["step"] for t in lab.box.call("trace", limit=200)]
+    assert "mobike" in steps, steps
+    assert lab.box_xfrm("state").count("proto esp") == 2, lab.box_spis()
