@@ -20,12 +20,14 @@ A request takes a few milliseconds; the daemon may call these methods from its l
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import itertools
 import logging
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from firmware.kernel.records import ChildRecord, EspKeys
@@ -332,26 +334,44 @@ class Xfrm:
     def move_child(self, old: ChildRecord, new: ChildRecord) -> None:
         """Point a child's SAs and policies at the peer's new outer address or port
         (its NAT changed the mapping, or it moved), keeping SPIs, keys and sequence
-        numbers.
+        numbers. All or nothing: on a refusal, what moved is moved back and
+        KernelError says why.
 
         A port change, the common NAT rebinding, updates both SAs in place, so their
         counters and replay state stay exact. An address is part of the outbound SA's
         identity, and the kernel cannot add or remove UDP encapsulation in place, so
-        those changes replace both SAs: the new ones carry on the
-        sequence numbers (the peer would drop a restarted outbound sequence as
-        replays) and treat the whole inbound replay window as seen, so no packet can
-        be replayed across the move; their byte counters start again.
+        those changes replace both SAs: the new ones carry on the sequence numbers
+        read just before (the peer would drop a restarted outbound sequence as
+        replays) and treat the whole inbound window below them as seen. Packets that
+        cross the swap itself, a few microseconds, may be lost, or on the way in
+        accepted once more; the byte counters start again.
         """
         _check_record(new)
         same_ends = (old.local, old.remote) == (new.local, new.remote)
-        if same_ends and (old.encap is None) == (new.encap is None):
-            self._update_sas(new)
-        else:
-            # An address, or UDP encapsulation coming or going (MOBIKE onto or off a
-            # NATed path): the kernel cannot change those in place.
-            self._replace_sas(old, new)
-            if not same_ends:
-                self._update_policies(new)
+        undo: list[Callable[[], None]] = []
+        pairs = list(zip(self._sa_directions(old), self._sa_directions(new), strict=True))
+        try:
+            if same_ends and (old.encap is None) == (new.encap is None):
+                for was, now in pairs:
+                    self._update_sa(new, *now)
+                    undo.append(functools.partial(self._update_sa, old, *was))
+            else:
+                # An address, or UDP encapsulation coming or going (MOBIKE onto or off
+                # a NATed path): the kernel cannot change those in place.
+                for was, now in pairs:
+                    self._replace_sa(old, was, new, now)
+                    undo.append(functools.partial(self._replace_sa, new, now, old, was))
+                if not same_ends:
+                    # Registered first, so a partial policy update is undone too.
+                    undo.append(functools.partial(self._update_policies, old))
+                    self._update_policies(new)
+        except KernelError:
+            for step in reversed(undo):
+                try:
+                    step()
+                except KernelError as err:
+                    log.error("moving child reqid=0x%x back failed: %s", new.reqid, err)
+            raise
         log.info(
             "moved child reqid=0x%x spi_in=0x%08x to peer %s%s",
             new.reqid,
@@ -360,37 +380,36 @@ class Xfrm:
             f" port {new.encap[1]}" if new.encap else "",
         )
 
-    def _update_sas(self, rec: ChildRecord) -> None:
-        for keys, src, dst, encap in self._sa_directions(rec):
-            msg = self._sa_message(rec, keys, src, dst, encap)
-            try:
-                self._chan.request(msg, _nl.XFRM_MSG_UPDSA, NLM_F_REQUEST | NLM_F_ACK)
-            except _NetlinkError as err:
-                raise KernelError(_reason(err, f"updating SA 0x{keys.spi:08x}", keys)) from None
+    def _update_sa(self, rec: ChildRecord, keys: EspKeys, src: str, dst: str, encap) -> None:
+        msg = self._sa_message(rec, keys, src, dst, encap)
+        try:
+            self._chan.request(msg, _nl.XFRM_MSG_UPDSA, NLM_F_REQUEST | NLM_F_ACK)
+        except _NetlinkError as err:
+            raise KernelError(_reason(err, f"updating SA 0x{keys.spi:08x}", keys)) from None
 
-    def _replace_sas(self, old: ChildRecord, new: ChildRecord) -> None:
-        for (keys, old_src, old_dst, old_encap), (_k, src, dst, encap) in zip(
-            self._sa_directions(old), self._sa_directions(new), strict=True
-        ):
-            sa = self._get_sa(old_dst, keys.spi)
-            if sa is None:
-                raise KernelError(
-                    f"SA 0x{keys.spi:08x} is no longer in the kernel (deleted, or its "
-                    "hard lifetime expired): nothing to move"
-                )
-            replay = sa.get_attr("XFRMA_REPLAY_ESN_VAL")
-            self._delete_sa(old_dst, keys.spi)
+    def _replace_sa(self, frm: ChildRecord, was: tuple, to: ChildRecord, now: tuple) -> None:
+        """One SA from where `frm` has it to where `to` wants it, its sequence numbers
+        carried over; put back as it was if the kernel refuses the new one."""
+        keys, old_src, old_dst, old_encap = was
+        _k, src, dst, encap = now
+        sa = self._get_sa(old_dst, keys.spi)
+        if sa is None:
+            raise KernelError(
+                f"SA 0x{keys.spi:08x} is no longer in the kernel (deleted, or its "
+                "hard lifetime expired): nothing to move"
+            )
+        replay = sa.get_attr("XFRMA_REPLAY_ESN_VAL")
+        self._delete_sa(old_dst, keys.spi)
+        try:
+            self._new_sa(self._sa_message(to, keys, src, dst, encap, replay))
+        except _NetlinkError as err:
+            back = self._sa_message(frm, keys, old_src, old_dst, old_encap, replay)
             try:
-                self._new_sa(self._sa_message(new, keys, src, dst, encap, replay))
-            except _NetlinkError as err:
-                # Put the old SA back, so the child is where it was and not half gone.
-                back = self._sa_message(old, keys, old_src, old_dst, old_encap, replay)
-                try:
-                    self._new_sa(back)
-                except _NetlinkError as again:
-                    log.error("SA 0x%08x could not be restored: %s", keys.spi,
-                              _reason(again, "restoring it", keys))
-                raise KernelError(_reason(err, f"moving SA 0x{keys.spi:08x}", keys)) from None
+                self._new_sa(back)
+            except _NetlinkError as again:
+                log.error("SA 0x%08x could not be restored: %s", keys.spi,
+                          _reason(again, "restoring it", keys))
+            raise KernelError(_reason(err, f"moving SA 0x{keys.spi:08x}", keys)) from None
 
     def _update_policies(self, rec: ChildRecord) -> None:
         for sel, direction, tmpl_src, tmpl_dst in self._policies(rec):

@@ -388,3 +388,29 @@ def test_moving_a_child_that_the_kernel_no_longer_has_is_refused(sides):
     box_rec, _cli = pair("gcm")
     with pytest.raises(KernelError, match="no longer in the kernel"):
         sides[BOX].move_child(box_rec, replace(box_rec, remote="10.77.0.9"))
+
+
+def test_a_refused_move_puts_everything_back(sides):
+    """All or nothing: the inbound SA moves, the kernel refuses the outbound one (an SA
+    with its address and SPI is already there), and the child is left where it was."""
+    box_rec, cli_rec = pair("gcm")
+    sides[BOX].install_child(box_rec)
+    sides[CLI].install_child(cli_rec)
+    ping(2)
+    listing = f"ip -n {BOX} xfrm state | grep -E '^src|proto esp' | sort"
+    before_states = sh(listing)
+    before_policies = sh(f"ip -n {BOX} xfrm policy | grep tmpl")
+    spi = f"0x{box_rec.outbound.spi:08x}"
+    blocker = (f"src {BOX_IP} dst 10.77.0.9 proto esp spi {spi}")
+    sh(f"ip -n {BOX} xfrm state add {blocker} mode tunnel aead 'rfc4106(gcm(aes))' "
+       f"0x{'11' * 20} 128")
+    try:
+        with pytest.raises(KernelError):
+            sides[BOX].move_child(box_rec, replace(box_rec, remote="10.77.0.9"))
+        sh(f"ip -n {BOX} xfrm state delete {blocker}")
+        assert sh(listing) == before_states
+        assert sh(f"ip -n {BOX} xfrm policy | grep tmpl") == before_policies
+        ping(2)
+    finally:
+        subprocess.run(f"ip -n {BOX} xfrm state delete {blocker}", shell=True,
+                       capture_output=True)
