@@ -385,10 +385,13 @@ class Daemon:
         new = child_record(action.local, action.remote, child)
         try:
             self.kernel.move_child(old, new)
-        except Exception as exc:  # noqa: BLE001 - the IKE SA stays; say what broke
-            log.error("CHILD_SA reqid %d could not follow the client to %s:%d: %s; its "
-                      "traffic fails until the client reconnects", child.reqid,
+        except Exception as exc:  # noqa: BLE001 - the kernel put it back; retried later
+            log.error("CHILD_SA reqid %d could not follow the client to %s:%d: %s; it "
+                      "stays where it was until the next try", child.reqid,
                       action.remote[0], action.remote[1], exc)
+            self._carry_out(self.responder.move_failed(
+                action.ike_sa, child, action.old_local, action.old_remote,
+                action.old_encap, time.time()))
 
     def _delete_child(self, action: act.DeleteChild) -> None:
         if self.kernel is None:

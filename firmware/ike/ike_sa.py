@@ -35,6 +35,10 @@ class ChildSa:
     created: float
     installed: bool = False
     install_error: str | None = None
+    # (local, remote) endpoints the kernel holds this child at: set when it is handed
+    # to the kernel, changed only when the kernel moved it.
+    where: tuple[tuple[str, int], tuple[str, int]] | None = None
+    move_failed_at: float | None = None
 
     def describe(self) -> str:
         return self.chosen.describe()

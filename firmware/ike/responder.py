@@ -127,6 +127,7 @@ class Responder:
         header, msg_id, child, finish = waiter
         if error is None:
             child.installed = True
+            self._follow(ike_sa, child)  # the client may have moved while it installed
         else:
             child.install_error = error
         payloads = finish(error)
@@ -138,6 +139,7 @@ class Responder:
                       finish: Callable[[str | None], list[Payload]]) -> None:
         """Asks the host to install `child`; `finish(error)` builds the response."""
         ike_sa.install_waiter = (header, msg_id, child, finish)
+        child.where = (ike_sa.local, ike_sa.remote)
         self._out.append(act.InstallChild(ike_sa.name, child, ike_sa.local, ike_sa.remote))
 
     def disconnect(self, ike_sa_name: str, reason: str, now: float) -> list[act.Action]:
@@ -348,7 +350,10 @@ class Responder:
         self._trace(ike_sa, header.msg_id, header.exchange_name, "retransmit",
                     "the client repeated its request; sending the same response again",
                     level=2)
-        self._out.append(act.Send(datagrams, ike_sa.remote, ike_sa.local))
+        # To where this copy came from (RFC 7296 §2.11): if the client's NAT changed its
+        # mapping meanwhile, the old one is dead. A retransmission moves nothing, though:
+        # it may be an old packet replayed.
+        self._out.append(act.Send(datagrams, remote, local))
 
     def _respond(self, ike_sa: IkeSa, request: Header, payloads: list[Payload]) -> None:
         header = Header(ike_sa.spi_i, ike_sa.spi_r, 0, request.exchange, Flags.RESPONSE,
@@ -423,21 +428,43 @@ class Responder:
                           and int.from_bytes(c.spi_in, "big") == spi_in), None)
             if child is None:
                 continue
-            if remote == ike_sa.remote or child.encap is None:
-                break  # already followed (more packets raced the update), or no NAT-T
+            if child.encap is None or child.where is None:
+                break  # no NAT-T: nothing reports mappings
+            if (child.where[1][0], child.encap[1]) == remote:
+                break  # already there: more packets raced the kernel update
+            if child.move_failed_at is not None and now - child.move_failed_at < 5:
+                break  # the kernel just refused this move; every packet would retry it
             if not ike_sa.peer_behind_nat:
                 self._trace(ike_sa, None, "", "float", f"ESP arrived from {_ep(remote)}, "
                             f"but the client is not behind NAT: staying at "
                             f"{ike_sa.peer}", level=2)
                 break
-            self._float(ike_sa, remote, ike_sa.local, cause="ESP")
+            if remote != ike_sa.remote:
+                self._float(ike_sa, remote, ike_sa.local, cause="ESP")
+            else:
+                self._follow(ike_sa, child)  # the IKE SA is there; this child lagged
             break
+        return self._flush()
+
+    def move_failed(self, ike_sa_name: str, child: ChildSa, old_local: act.Endpoint,
+                    old_remote: act.Endpoint, old_encap: tuple[int, int] | None,
+                    now: float) -> list[act.Action]:
+        """The host could not move `child` and put it back where it was: keep that
+        view, so deletes find it and a later report can try again."""
+        self.now = now
+        child.where = (old_local, old_remote)
+        child.encap = old_encap
+        child.move_failed_at = now
+        ike_sa = self.find(ike_sa_name)
+        if ike_sa is not None:
+            self._trace(ike_sa, None, "", "float", f"the kernel could not move CHILD_SA "
+                        f"{child.spi_in.hex()} to {ike_sa.peer}; it stays at "
+                        f"{_ep(old_remote)} for now", level=1)
         return self._flush()
 
     def _float(self, ike_sa: IkeSa, remote: act.Endpoint, local: act.Endpoint,
                cause: str = "IKE") -> None:
         old = ike_sa.peer
-        old_local, old_remote = ike_sa.local, ike_sa.remote
         ike_sa.remote, ike_sa.local = remote, local
         if local[1] != 500 and ike_sa.nat:
             text = (f"the client moved from {old} to {ike_sa.peer} (its NAT changed the "
@@ -446,25 +473,34 @@ class Responder:
             text = f"the client now talks from {ike_sa.peer} (was {old})"
         self._trace(ike_sa, None, "", "float", text, level=1)
 
-        # The children's ESP follows. An IKE message on another port than ESP's says
-        # nothing about ESP's mapping, so that case leaves the children alone.
         for child in ike_sa.children:
-            if not child.installed:
-                continue
-            old_encap = child.encap
-            if old_encap is not None:
-                if local[1] != old_encap[0]:
-                    continue
-                child.encap = (local[1], remote[1])
-            if (old_local[0], old_remote[0], old_encap) == (local[0], remote[0], child.encap):
-                continue
-            self.move_child(ike_sa, child, old_local, old_remote, old_encap)
+            if child.installed:
+                self._follow(ike_sa, child)
 
-    def move_child(self, ike_sa: IkeSa, child: ChildSa, old_local: act.Endpoint,
-                   old_remote: act.Endpoint, old_encap: tuple[int, int] | None) -> None:
+    def _follow(self, ike_sa: IkeSa, child: ChildSa) -> None:
+        """Point an installed child's kernel state at the IKE SA's endpoints. An IKE
+        message on another port than ESP's says nothing about ESP's mapping, so that
+        case leaves the child alone."""
+        old_local, old_remote = child.where or (ike_sa.local, ike_sa.remote)
+        old_encap = child.encap
+        if old_encap is not None:
+            if ike_sa.local[1] != old_encap[0]:
+                return
+            child.encap = (ike_sa.local[1], ike_sa.remote[1])
+        if (old_local[0], old_remote[0], old_encap) == \
+                (ike_sa.local[0], ike_sa.remote[0], child.encap):
+            child.where = (ike_sa.local, ike_sa.remote)
+            return
+        self.move_child(ike_sa, child, (old_local, old_remote), old_encap)
+
+    def move_child(self, ike_sa: IkeSa, child: ChildSa,
+                   old_where: tuple[act.Endpoint, act.Endpoint],
+                   old_encap: tuple[int, int] | None) -> None:
         """Ask the host to move an installed child from where the kernel has it to the
         IKE SA's endpoints and the child's (new) encapsulation."""
-        self._out.append(act.MoveChild(ike_sa.name, child, old_local, old_remote,
+        child.where = (ike_sa.local, ike_sa.remote)
+        child.move_failed_at = None
+        self._out.append(act.MoveChild(ike_sa.name, child, old_where[0], old_where[1],
                                        old_encap, ike_sa.local, ike_sa.remote))
 
     # --- bookkeeping ---------------------------------------------------------------
@@ -536,8 +572,8 @@ class Responder:
     def drop_child(self, ike_sa: IkeSa, child: ChildSa) -> None:
         self._spis_in.discard(child.spi_in)
         if child.installed:
-            self._out.append(act.DeleteChild(ike_sa.name, child, ike_sa.local,
-                                             ike_sa.remote))
+            local, remote = child.where or (ike_sa.local, ike_sa.remote)
+            self._out.append(act.DeleteChild(ike_sa.name, child, local, remote))
             child.installed = False
 
     def _trace(self, ike_sa: IkeSa | None, msg_id: int | None, exchange: str, event: str,

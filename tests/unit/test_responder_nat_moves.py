@@ -7,12 +7,14 @@ message came from. Here that is either an IKE request (the responder sees it) or
 
 from __future__ import annotations
 
+import os
+
 from firmware.ike import actions as act
-from firmware.ike.constants import ExchangeType, Notify
-from firmware.ike.message import NotifyPayload
+from firmware.ike.constants import ExchangeType, Notify, Protocol
+from firmware.ike.message import DeletePayload, NoncePayload, NotifyPayload, SaPayload
 from firmware.ike.nat import nat_hash
 from tests.unit.conftest import PSK
-from tests.unit.initiator import Initiator
+from tests.unit.initiator import Initiator, esp_proposal
 from tests.unit.test_responder import T0, install_all, only, sends
 
 BOX_500 = ("192.0.2.1", 500)
@@ -174,3 +176,62 @@ def test_update_sa_addresses_without_mobike_agreed_is_ignored(make_responder):
     notes = client.open(only(actions, act.Send).datagrams).notifies()
     assert Notify.NAT_DETECTION_SOURCE_IP not in notes
     assert ike_sa.peer_behind_nat and child.encap == (4500, 42424)
+
+
+# --- what a review found: retransmits, failed moves, moves during an install ----------
+
+def test_retransmit_from_a_new_mapping_is_answered_there_without_moving(make_responder):
+    r, client, ike_sa, child = behind_nat(make_responder)
+    (request,) = client.request(ExchangeType.INFORMATIONAL, [])
+    first = only(r.receive(request, NAT_4500, BOX_4500, T0 + 1), act.Send)
+    again = r.receive(request, NAT_NEW, BOX_4500, T0 + 2)
+    assert only(again, act.Send).remote == NAT_NEW
+    assert only(again, act.Send).datagrams == first.datagrams
+    assert not [a for a in again if isinstance(a, act.MoveChild)]
+    assert ike_sa.remote == NAT_4500  # a copy may be an old packet replayed
+
+
+def test_a_move_the_kernel_refused_is_remembered_and_retried(make_responder):
+    r, client, ike_sa, child = behind_nat(make_responder)
+    spi_in = int.from_bytes(child.spi_in, "big")
+    move = only(r.esp_moved(spi_in, NAT_OTHER_IP, T0 + 1), act.MoveChild)
+
+    # The host reports the kernel put the child back where it was.
+    r.move_failed(ike_sa.name, child, move.old_local, move.old_remote, move.old_encap,
+                  T0 + 1)
+    assert child.where == (BOX_4500, NAT_4500) and child.encap == (4500, 31001)
+    # The next ESP reports: not at once (every packet would retry), then again.
+    assert not [a for a in r.esp_moved(spi_in, NAT_OTHER_IP, T0 + 2)
+                if isinstance(a, act.MoveChild)]
+    retry = only(r.esp_moved(spi_in, NAT_OTHER_IP, T0 + 10), act.MoveChild)
+    assert (retry.old_remote, retry.remote) == (NAT_4500, NAT_OTHER_IP)
+
+
+def test_delete_after_a_failed_move_names_where_the_kernel_has_the_child(make_responder):
+    r, client, ike_sa, child = behind_nat(make_responder)
+    move = only(informational_from(r, client, NAT_OTHER_IP, BOX_4500), act.MoveChild)
+    r.move_failed(ike_sa.name, child, move.old_local, move.old_remote, move.old_encap,
+                  T0 + 1)
+    actions = []
+    for d in client.request(ExchangeType.INFORMATIONAL, [DeletePayload(Protocol.IKE)]):
+        actions += r.receive(d, NAT_OTHER_IP, BOX_4500, T0 + 2)
+    delete = only(actions, act.DeleteChild)
+    assert (delete.local, delete.remote) == (BOX_4500, NAT_4500)
+
+
+def test_a_child_installing_while_the_client_moves_follows_once_installed(make_responder):
+    r, client, ike_sa, child = behind_nat(make_responder)
+    # A rekey of the child: its install is pending when the client's NAT changes.
+    rekey = [NotifyPayload(Notify.REKEY_SA, b"", Protocol.ESP, client.child_spi),
+             SaPayload((esp_proposal(os.urandom(4)),)), NoncePayload(os.urandom(32)),
+             *client.auth_first()[-2:]]
+    actions = []
+    for d in client.request(ExchangeType.CREATE_CHILD_SA, rekey):
+        actions += r.receive(d, NAT_4500, BOX_4500, T0 + 1)
+    install = only(actions, act.InstallChild)
+    new_child = install.child
+    assert not new_child.installed
+    r.esp_moved(int.from_bytes(child.spi_in, "big"), NAT_NEW, T0 + 2)
+    done = r.install_result(install.ike_sa, new_child.reqid, None, T0 + 3)
+    follow = [a for a in done if isinstance(a, act.MoveChild) and a.child is new_child]
+    assert follow and follow[0].remote == NAT_NEW and new_child.encap == (4500, 42424)

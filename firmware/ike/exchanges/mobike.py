@@ -54,9 +54,11 @@ def update_addresses(r: Responder, ike_sa: IkeSa, message: Message) -> list[Payl
     else:
         want = (ike_sa.local[1], ike_sa.remote[1]) if ike_sa.nat else None
         for child in ike_sa.children:
-            if child.installed and child.encap != want:
+            if child.installed and (child.encap != want or
+                                    child.where != (ike_sa.local, ike_sa.remote)):
+                old_where = child.where or (ike_sa.local, ike_sa.remote)
                 old, child.encap = child.encap, want
-                r.move_child(ike_sa, child, ike_sa.local, ike_sa.remote, old)
+                r.move_child(ike_sa, child, old_where, old)
 
     if not sources and dest is None:
         return []
