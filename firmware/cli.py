@@ -217,7 +217,8 @@ def _show_ike_sa(args: argparse.Namespace) -> int:
             print(f"  auth: box {sa['auth_local'] or '-'}, client {sa['auth_remote']}")
             print(f"  message IDs: expecting {sa['msg_id_expected']}, "
                   f"next own {sa['msg_id_next_own']}; fragmentation "
-                  f"{'on' if sa['fragmentation'] else 'off'}")
+                  f"{'on' if sa['fragmentation'] else 'off'}; MOBIKE "
+                  f"{'on' if sa.get('mobike') else 'off'}")
             if sa.get("client_version"):
                 print(f"  client: {sa['client_version']}")
             print(f"  assigned: {', '.join(sa['assigned']) or '-'}")

@@ -697,6 +697,7 @@ def ike_sa_info(ike_sa: IkeSa, now: float, detail: bool) -> dict[str, Any]:
             "id_remote": _id_text(ike_sa.id_i_body),
             "msg_id_expected": ike_sa.next_msg_id, "msg_id_next_own": ike_sa.our_msg_id,
             "fragmentation": ike_sa.fragmentation,
+            "mobike": ike_sa.mobike,
             "assigned": [str(a) for a in ike_sa.lease.addresses] if ike_sa.lease else [],
             "last_heard": round(now - ike_sa.last_heard, 1) if ike_sa.last_heard else None,
             "client_version": ike_sa.client_version,
