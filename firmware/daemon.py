@@ -391,7 +391,7 @@ class Daemon:
                       action.remote[0], action.remote[1], exc)
             self._carry_out(self.responder.move_failed(
                 action.ike_sa, child, action.old_local, action.old_remote,
-                action.old_encap, time.time()))
+                action.old_encap, time.time(), moved_to=(action.local, action.remote)))
 
     def _delete_child(self, action: act.DeleteChild) -> None:
         if self.kernel is None:

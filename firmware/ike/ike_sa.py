@@ -96,7 +96,9 @@ class IkeSa:
     children: list[ChildSa] = field(default_factory=list)
     established: float | None = None  # when the session came up
     initial_contact: bool = False
-    mobike: bool = False             # RFC 4555 agreed: the client may move the SA
+    mobike_offered: bool = False     # the client sent MOBIKE_SUPPORTED
+    mobike: bool = False             # RFC 4555 agreed (answered): the client moves the SA
+    mobike_moved_at: float | None = None
     client_version: str = ""
     session_id: str = ""
     close_reason: str = ""

@@ -52,6 +52,10 @@ class ExchangeError(Exception):
         self.data = data
 
 
+# After a MOBIKE move, ESP from the old path for this long is taken as in flight.
+MOBIKE_SETTLE_S = 10.0
+
+
 class Responder:
     def __init__(self, policy: ResponderPolicy,
                  random: Callable[[int], bytes] = os.urandom) -> None:
@@ -62,6 +66,8 @@ class Responder:
         self.cookie_secret = random(32)
         self.now = 0.0
         self._out: list[act.Action] = []
+        # While a request is handled: (remote, local) it came from and is answered to.
+        self.reply_to: tuple[act.Endpoint, act.Endpoint] | None = None
         self._next_reqid = policy.reqid_base
         self._spis_in: set[bytes] = set()
 
@@ -217,9 +223,36 @@ class Responder:
         if inner is None:
             return
         ike_sa.last_heard = self.now
+        # The answer goes where this request came from (RFC 7296 §2.11), whether or
+        # not the IKE SA moves there.
+        self.reply_to = (remote, local)
         if (remote, local) != (ike_sa.remote, ike_sa.local):
-            self._float(ike_sa, remote, local)
+            self._moved_request(ike_sa, header, remote, local)
+        try:
+            self._parse_and_dispatch(ike_sa, header, inner, data)
+        finally:
+            self.reply_to = None
 
+    def _moved_request(self, ike_sa: IkeSa, header: Header, remote: act.Endpoint,
+                       local: act.Endpoint) -> None:
+        """An authenticated, new request from another address or port. The switch to
+        the NAT-T port always moves the IKE SA; otherwise it follows only a client
+        behind NAT (RFC 7296 §2.23) that has not agreed MOBIKE: with MOBIKE the client
+        moves its SA itself, and a request from elsewhere may be a path test (RFC 4555
+        §3.8), answered there but moving nothing."""
+        to_natt = ike_sa.local[1] == 500 and local[1] != 500 and \
+            (remote[0], local[0]) == (ike_sa.remote[0], ike_sa.local[0])
+        if to_natt or (ike_sa.nat and not ike_sa.mobike):
+            self._float(ike_sa, remote, local)
+            return
+        why = "MOBIKE: the client moves its session itself" if ike_sa.mobike else \
+            "the client is not behind NAT"
+        self._trace(ike_sa, header.msg_id, header.exchange_name, "float",
+                    f"request from {_ep(remote)}; answering there, the session stays at "
+                    f"{ike_sa.peer} ({why})", level=2)
+
+    def _parse_and_dispatch(self, ike_sa: IkeSa, header: Header, inner: Any,
+                            data: bytes) -> None:
         try:
             payloads = parse_payloads(inner[0], inner[1])
         except UnsupportedCritical as exc:
@@ -365,7 +398,8 @@ class Responder:
                     f"sent {request.exchange_name} response"
                     + (f" in {len(datagrams)} fragments" if len(datagrams) > 1 else ""),
                     level=3, detail=describe_payloads(payloads))
-        self._out.append(act.Send(datagrams, ike_sa.remote, ike_sa.local))
+        remote, local = self.reply_to or (ike_sa.remote, ike_sa.local)
+        self._out.append(act.Send(datagrams, remote, local))
 
     def send_request(self, ike_sa: IkeSa, exchange: int, payloads: list[Payload],
                      purpose: str) -> None:
@@ -420,8 +454,10 @@ class Responder:
     def esp_moved(self, spi_in: int, remote: act.Endpoint, now: float) -> list[act.Action]:
         """The kernel saw authenticated ESP-in-UDP for our inbound SA spi_in arrive from
         `remote`, not from where the SA expects it: the client's NAT made a new
-        mapping (after a timeout, a NAT reboot, a network change). IKE and ESP share
-        the client's port 4500, so the IKE SA follows too (RFC 7296 section 2.23)."""
+        mapping (after a timeout, a NAT reboot). IKE and ESP share the client's port
+        4500, so the IKE SA follows too (RFC 7296 section 2.23). This holds for MOBIKE
+        clients as well (as in strongSwan): a client cannot see its NAT rebind, and
+        waiting for it to notice through a liveness check leaves the tunnel dark."""
         self.now = now
         for ike_sa in self.sas.values():
             child = next((c for c in ike_sa.children if c.installed
@@ -434,10 +470,14 @@ class Responder:
                 break  # already there: more packets raced the kernel update
             if child.move_failed_at is not None and now - child.move_failed_at < 5:
                 break  # the kernel just refused this move; every packet would retry it
-            if not ike_sa.peer_behind_nat:
+            # Right after a MOBIKE move, ESP still in flight on the old path is no news.
+            just_moved = ike_sa.mobike_moved_at is not None and \
+                now - ike_sa.mobike_moved_at < MOBIKE_SETTLE_S
+            if not ike_sa.peer_behind_nat or just_moved:
+                why = "the client just moved its session (MOBIKE)" if just_moved else \
+                    "the client is not behind NAT"
                 self._trace(ike_sa, None, "", "float", f"ESP arrived from {_ep(remote)}, "
-                            f"but the client is not behind NAT: staying at "
-                            f"{ike_sa.peer}", level=2)
+                            f"but {why}: staying at {ike_sa.peer}", level=2)
                 break
             if remote != ike_sa.remote:
                 self._float(ike_sa, remote, ike_sa.local, cause="ESP")
@@ -448,10 +488,15 @@ class Responder:
 
     def move_failed(self, ike_sa_name: str, child: ChildSa, old_local: act.Endpoint,
                     old_remote: act.Endpoint, old_encap: tuple[int, int] | None,
-                    now: float) -> list[act.Action]:
+                    now: float, moved_to: tuple[act.Endpoint, act.Endpoint] | None = None
+                    ) -> list[act.Action]:
         """The host could not move `child` and put it back where it was: keep that
-        view, so deletes find it and a later report can try again."""
+        view, so deletes find it and a later report can try again. moved_to is where
+        the failed move was going; a failure of an older move than the child's latest
+        changes nothing."""
         self.now = now
+        if moved_to is not None and child.where != moved_to:
+            return self._flush()
         child.where = (old_local, old_remote)
         child.encap = old_encap
         child.move_failed_at = now

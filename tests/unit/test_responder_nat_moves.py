@@ -235,3 +235,112 @@ def test_a_child_installing_while_the_client_moves_follows_once_installed(make_r
     done = r.install_result(install.ike_sa, new_child.reqid, None, T0 + 3)
     follow = [a for a in done if isinstance(a, act.MoveChild) and a.child is new_child]
     assert follow and follow[0].remote == NAT_NEW and new_child.encap == (4500, 42424)
+
+
+# --- MOBIKE: only UPDATE_SA_ADDRESSES moves anything ----------------------------------
+
+def natd(client, remote, local):
+    spis = (client.spi_i, client.spi_r)
+    return [NotifyPayload(Notify.NAT_DETECTION_SOURCE_IP, nat_hash(*spis, *remote)),
+            NotifyPayload(Notify.NAT_DETECTION_DESTINATION_IP, nat_hash(*spis, *local))]
+
+
+def test_mobike_path_test_from_elsewhere_is_answered_there_and_moves_nothing(make_responder):
+    r, client, ike_sa, child = behind_nat(make_responder, mobike=True)
+    probe = natd(client, NEW_NET, BOX_4500) + [NotifyPayload(Notify.COOKIE2, b"\x22" * 16)]
+    actions = []
+    for d in client.request(ExchangeType.INFORMATIONAL, probe):
+        actions += r.receive(d, NEW_NET, BOX_4500, T0 + 1)
+    assert not [a for a in actions if isinstance(a, act.MoveChild)]
+    assert ike_sa.remote == NAT_4500 and child.where == (BOX_4500, NAT_4500)
+    reply = only(actions, act.Send)
+    assert reply.remote == NEW_NET
+    notes = client.open(reply.datagrams).notifies()
+    spis = (client.spi_i, client.spi_r)
+    assert notes[Notify.NAT_DETECTION_DESTINATION_IP].data == nat_hash(*spis, *NEW_NET)
+    assert notes[Notify.COOKIE2].data == b"\x22" * 16
+
+
+def test_mobike_session_follows_a_nat_rebinding_but_not_late_esp_after_a_move(
+        make_responder):
+    r, client, ike_sa, child = behind_nat(make_responder, mobike=True)
+    spi_in = int.from_bytes(child.spi_in, "big")
+    # The client cannot see its NAT rebind: ESP from the new mapping is followed.
+    assert only(r.esp_moved(spi_in, NAT_NEW, T0 + 1), act.MoveChild).remote == NAT_NEW
+    # The client moves with MOBIKE, behind another NAT; ESP still in flight on the old
+    # path is no news for a while, and news after that.
+    nat2 = ("203.0.113.99", 61000)
+    for d in client.request(ExchangeType.INFORMATIONAL,
+                            update_sa_addresses(client, ("10.1.1.1", 4500), BOX_4500)):
+        r.receive(d, nat2, BOX_4500, T0 + 2)
+    assert ike_sa.remote == nat2 and ike_sa.peer_behind_nat
+    assert not [a for a in r.esp_moved(spi_in, NAT_NEW, T0 + 3)
+                if isinstance(a, act.MoveChild)]
+    assert ike_sa.remote == nat2
+    assert only(r.esp_moved(spi_in, NAT_NEW, T0 + 20), act.MoveChild).remote == NAT_NEW
+
+
+def test_one_update_moves_each_child_once(make_responder):
+    r, client, ike_sa, child = behind_nat(make_responder, mobike=True)
+    actions = []
+    for d in client.request(ExchangeType.INFORMATIONAL,
+                            update_sa_addresses(client, NEW_NET, BOX_4500)):
+        actions += r.receive(d, NEW_NET, BOX_4500, T0 + 1)
+    move = only(actions, act.MoveChild)
+    assert (move.old_remote, move.old_encap) == (NAT_4500, (4500, 31001))
+    assert (move.remote, child.encap, child.where) == (NEW_NET, None, (BOX_4500, NEW_NET))
+
+
+def test_no_nats_allowed_refuses_an_update_that_crossed_a_nat(make_responder):
+    import ipaddress
+    import struct
+    r, client, ike_sa, child = behind_nat(make_responder, mobike=True)
+    claimed = (ipaddress.ip_address("10.1.1.1").packed + ipaddress.ip_address(BOX_4500[0])
+               .packed + struct.pack("!HH", 4500, 4500))
+    request = [NotifyPayload(Notify.UPDATE_SA_ADDRESSES),
+               NotifyPayload(Notify.NO_NATS_ALLOWED, claimed)]
+    actions = []
+    for d in client.request(ExchangeType.INFORMATIONAL, request):
+        actions += r.receive(d, ("203.0.113.99", 61000), BOX_4500, T0 + 1)
+    notes = client.open(only(actions, act.Send).datagrams).notifies()
+    assert Notify.UNEXPECTED_NAT_DETECTED in notes
+    assert not [a for a in actions if isinstance(a, act.MoveChild)]
+    assert ike_sa.remote == NAT_4500 and child.encap == (4500, 31001)
+
+    # The same, sent as claimed: no NAT on the way, so the move happens.
+    honest = ipaddress.ip_address(NEW_NET[0]).packed + ipaddress.ip_address(
+        BOX_4500[0]).packed + struct.pack("!HH", NEW_NET[1], BOX_4500[1])
+    actions = []
+    for d in client.request(ExchangeType.INFORMATIONAL, [
+            NotifyPayload(Notify.UPDATE_SA_ADDRESSES),
+            NotifyPayload(Notify.NO_NATS_ALLOWED, honest)]):
+        actions += r.receive(d, NEW_NET, BOX_4500, T0 + 2)
+    assert only(actions, act.MoveChild).remote == NEW_NET and child.encap is None
+
+
+def test_client_not_behind_nat_is_answered_elsewhere_but_not_moved(make_responder):
+    r = make_responder(server_auth="psk")
+    client = Initiator()
+    here = ("192.0.2.10", 500)
+    reply = only(r.receive(client.sa_init(), here, BOX_500, T0), act.Send)
+    client.sa_init_done(reply.datagrams[0])
+    client.id_r_body = r.policy.id_payload_body()
+    actions = []
+    for d in client.request(ExchangeType.IKE_AUTH, client.auth_first(with_psk=PSK)):
+        actions += r.receive(d, here, BOX_500, T0)
+    install_all(r, actions)
+    ike_sa = next(iter(r.sas.values()))
+    actions = informational_from(r, client, ("192.0.2.99", 500), BOX_500)
+    assert only(actions, act.Send).remote == ("192.0.2.99", 500)
+    assert not [a for a in actions if isinstance(a, act.MoveChild)]
+    assert ike_sa.remote == here
+
+
+def test_a_stale_failure_report_does_not_undo_a_later_move(make_responder):
+    r, client, ike_sa, child = behind_nat(make_responder)
+    spi_in = int.from_bytes(child.spi_in, "big")
+    first = only(r.esp_moved(spi_in, NAT_NEW, T0 + 1), act.MoveChild)
+    second = only(r.esp_moved(spi_in, NAT_OTHER_IP, T0 + 2), act.MoveChild)
+    r.move_failed(ike_sa.name, child, first.old_local, first.old_remote, first.old_encap,
+                  T0 + 3, moved_to=(first.local, first.remote))
+    assert child.where == (second.local, second.remote)

@@ -43,7 +43,7 @@ def first_request(r: Responder, ike_sa: IkeSa, message: Message) -> list[Payload
     ike_sa.auth_request = message
     notifies = message.notifies()
     ike_sa.initial_contact = Notify.INITIAL_CONTACT in notifies
-    ike_sa.mobike = Notify.MOBIKE_SUPPORTED in notifies
+    ike_sa.mobike_offered = Notify.MOBIKE_SUPPORTED in notifies
     ike_sa.client_version = _application_version(message)
     ike_sa.session_id = ike_sa.spi_r.hex()[:8]
 
@@ -186,9 +186,10 @@ def _complete(r: Responder, ike_sa: IkeSa, msg_id: int,
         return proof + [NotifyPayload(cp_error)] + \
             _dead_after_reply(r, ike_sa, "no address for the client")
     base = proof + ([cp_reply] if cp_reply is not None else [])
-    if ike_sa.mobike:
-        # RFC 4555: the client may move this SA with UPDATE_SA_ADDRESSES; the box has
-        # one address and offers no others.
+    if ike_sa.mobike_offered:
+        # RFC 4555 §3.3: agreed with this, the last IKE_AUTH response; from now on the
+        # client moves the SA with UPDATE_SA_ADDRESSES. The box has one address.
+        ike_sa.mobike = True
         base += [NotifyPayload(Notify.MOBIKE_SUPPORTED),
                  NotifyPayload(Notify.NO_ADDITIONAL_ADDRESSES)]
 

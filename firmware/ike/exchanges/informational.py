@@ -42,12 +42,7 @@ def handle(r: Responder, ike_sa: IkeSa, message: Message) -> list[Payload]:
         if ours:
             reply.append(DeletePayload(Protocol.ESP, tuple(ours)))
 
-    notes = message.notifies()
-    if Notify.UPDATE_SA_ADDRESSES in notes:
-        reply += mobike.update_addresses(r, ike_sa, message)
-    if Notify.COOKIE2 in notes:
-        # RFC 4555 §3.6: echoed as is, so the client knows the answer took this path.
-        reply.append(NotifyPayload(Notify.COOKIE2, notes[Notify.COOKIE2].data))
+    reply += mobike.answer_notifies(r, ike_sa, message)
 
     for note in message.get(NotifyPayload):
         if note.type < 16384:
