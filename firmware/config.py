@@ -143,6 +143,11 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "half_open_timeout": (30, _positive),
         "eap_timeout": (120, _positive),
         "dpd_interval": (30, _non_negative),
+        # The box rekeys a CHILD_SA the client has not rekeyed after this many seconds
+        # (clients usually rekey after an hour); 0 = never, and no kernel lifetimes.
+        "child_rekey_time": (14400, lambda v: None if isinstance(v, int) and
+                             (v == 0 or 60 <= v <= 7 * 86400)
+                             else "must be 0 or 60-604800 seconds"),
         "fragment_size": (1280, _fragment),
     },
     "pool": {

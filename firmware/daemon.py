@@ -88,6 +88,7 @@ class Daemon:
             half_open_timeout=ike["half_open_timeout"],
             eap_timeout=ike["eap_timeout"],
             dpd_interval=ike["dpd_interval"],
+            child_rekey_time=ike["child_rekey_time"],
             fragment_size=ike["fragment_size"],
             reqid_base=OWNED_REQIDS.start,
             reqid_count=len(OWNED_REQIDS),
@@ -282,6 +283,7 @@ class Daemon:
                 continue
             log.info("kernel: SA %08x (reqid %d) reached its %s lifetime", event.spi,
                      event.reqid, "hard" if event.hard else "soft")
+            self._carry_out(self.responder.child_expired(event.spi, event.hard, time.time()))
 
     def _readable(self, sock: IkeSocket) -> None:
         for _ in range(64):  # bounded, so one busy socket cannot starve the others
@@ -583,7 +585,9 @@ def child_record(local: tuple[str, int], remote: tuple[str, int], child: Any,
         outbound=keys(child.spi_out, k.encr_r, k.integ_r),
         local_ts=local_ts, remote_ts=remote_ts,
         encap=child.encap if encap is _CURRENT else encap,
-        esn=chosen.esn)
+        esn=chosen.esn,
+        soft_lifetime_s=child.soft_lifetime_s,
+        hard_lifetime_s=child.hard_lifetime_s)
 
 
 def wan_status() -> dict[str, Any]:

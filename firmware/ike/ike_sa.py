@@ -39,6 +39,15 @@ class ChildSa:
     # to the kernel, changed only when the kernel moved it.
     where: tuple[tuple[str, int], tuple[str, int]] | None = None
     move_failed_at: float | None = None
+    # Kernel lifetimes (0 = none): at the soft one the box rekeys, at the hard one the
+    # kernel drops the SAs.
+    soft_lifetime_s: int = 0
+    hard_lifetime_s: int = 0
+    rekey_of: ChildSa | None = field(default=None, repr=False)  # the child this replaces
+    rekey_due: bool = False
+    delete_due: bool = False        # rekeyed by the box: its DELETE waits for a free slot
+    rekeying: bool = False
+    rekey_retry_at: float = 0.0
 
     def describe(self) -> str:
         return self.chosen.describe()
@@ -53,6 +62,7 @@ class PendingRequest:
     purpose: str
     sent: float
     tries: int = 1
+    context: Any = None
 
 
 @dataclass

@@ -35,6 +35,7 @@ class ResponderPolicy:
     half_open_timeout: float = 30.0
     eap_timeout: float = 120.0
     dpd_interval: float = 30.0
+    child_rekey_time: int = 0                       # seconds; 0 = the box never rekeys
     fragment_size: int = 1280
     cookie_threshold: int = 64
     reqid_base: int = 1

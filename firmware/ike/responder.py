@@ -99,6 +99,9 @@ class Responder:
                 self._remove(ike_sa, reason)
             elif ike_sa.pending is not None:
                 self._retransmit(ike_sa)
+            elif ike_sa.state == State.ESTABLISHED and \
+                    any(c.rekey_due or c.delete_due for c in ike_sa.children):
+                self._start_due_work(ike_sa)
             elif ike_sa.state == State.DELETING and now >= ike_sa.deadline:
                 # A rekeyed IKE SA whose DELETE never came: nothing hangs off it any more.
                 self._remove(ike_sa, ike_sa.close_reason or "replaced")
@@ -127,6 +130,14 @@ class Responder:
         self.now = now
         ike_sa = self.find(ike_sa_name)
         waiter = ike_sa.install_waiter if ike_sa is not None else None
+        if ike_sa is not None and waiter is None:
+            # Not for a response: a CHILD_SA the box itself rekeyed.
+            from .exchanges import child_rekey
+            child = next((c for c in ike_sa.children if c.reqid == reqid and
+                          not c.installed and c.rekey_of is not None), None)
+            if child is not None:
+                child_rekey.installed(self, ike_sa, child, error)
+            return self._flush()
         if ike_sa is None or waiter is None or waiter[2].reqid != reqid:
             return self._flush()
         ike_sa.install_waiter = None
@@ -145,6 +156,10 @@ class Responder:
                       finish: Callable[[str | None], list[Payload]]) -> None:
         """Asks the host to install `child`; `finish(error)` builds the response."""
         ike_sa.install_waiter = (header, msg_id, child, finish)
+        self.install_child(ike_sa, child)
+
+    def install_child(self, ike_sa: IkeSa, child: ChildSa) -> None:
+        """Hand `child` to the host; it reports back through install_result."""
         child.where = (ike_sa.local, ike_sa.remote)
         self._out.append(act.InstallChild(ike_sa.name, child, ike_sa.local, ike_sa.remote))
 
@@ -235,7 +250,8 @@ class Responder:
 
     def _moved_request(self, ike_sa: IkeSa, header: Header, remote: act.Endpoint,
                        local: act.Endpoint) -> None:
-        """An authenticated, new request from another address or port. The switch to
+        """An authenticated, new message (a request, or the answer to the box's own)
+        from another address or port. The switch to
         the NAT-T port always moves the IKE SA; otherwise it follows only a client
         behind NAT (RFC 7296 §2.23) that has not agreed MOBIKE: with MOBIKE the client
         moves its SA itself, and a request from elsewhere may be a path test (RFC 4555
@@ -402,10 +418,11 @@ class Responder:
         self._out.append(act.Send(datagrams, remote, local))
 
     def send_request(self, ike_sa: IkeSa, exchange: int, payloads: list[Payload],
-                     purpose: str) -> None:
+                     purpose: str, context: Any = None) -> None:
         header = Header(ike_sa.spi_i, ike_sa.spi_r, 0, exchange, 0, ike_sa.our_msg_id)
         datagrams = self._seal(ike_sa, header, payloads)
-        ike_sa.pending = PendingRequest(ike_sa.our_msg_id, datagrams, purpose, self.now)
+        ike_sa.pending = PendingRequest(ike_sa.our_msg_id, datagrams, purpose, self.now,
+                                        context=context)
         ike_sa.our_msg_id += 1
         self._out.append(act.Send(datagrams, ike_sa.remote, ike_sa.local))
 
@@ -448,8 +465,10 @@ class Responder:
         ike_sa.pending = None
         ike_sa.last_heard = self.now
         if (remote, local) != (ike_sa.remote, ike_sa.local):
-            self._float(ike_sa, remote, local)
+            self._moved_request(ike_sa, header, remote, local)
         informational.response_received(self, ike_sa, pending, payloads)
+        if ike_sa.pending is None and self.sas.get(ike_sa.spi_r) is ike_sa:
+            self._start_due_work(ike_sa)
 
     def esp_moved(self, spi_in: int, remote: act.Endpoint, now: float) -> list[act.Action]:
         """The kernel saw authenticated ESP-in-UDP for our inbound SA spi_in arrive from
@@ -485,6 +504,34 @@ class Responder:
                 self._follow(ike_sa, child)  # the IKE SA is there; this child lagged
             break
         return self._flush()
+
+    def child_expired(self, spi: int, hard: bool, now: float) -> list[act.Action]:
+        """The kernel says one of a child's SAs reached its soft lifetime (the box
+        rekeys the child, unless the client did) or its hard one (the kernel dropped
+        it: the child ends, and the client is told)."""
+        from .exchanges import child_rekey
+        self.now = now
+        for ike_sa in self.sas.values():
+            child = next((c for c in ike_sa.children if c.installed and spi in
+                          (int.from_bytes(c.spi_in, "big"),
+                           int.from_bytes(c.spi_out, "big"))), None)
+            if child is None:
+                continue
+            if hard:
+                child_rekey.expired(self, ike_sa, child)
+            elif not child.rekeying and not child_rekey.superseded(ike_sa, child):
+                child.rekey_due = True
+                self._start_due_work(ike_sa)
+            break
+        return self._flush()
+
+    def _start_due_work(self, ike_sa: IkeSa) -> None:
+        """Box-initiated exchanges wait for a free request slot (window size 1)."""
+        from .exchanges import child_rekey
+        if ike_sa.state != State.ESTABLISHED or ike_sa.pending is not None or \
+                ike_sa.install_waiter is not None:
+            return
+        child_rekey.next_due(self, ike_sa)
 
     def move_failed(self, ike_sa_name: str, child: ChildSa, old_local: act.Endpoint,
                     old_remote: act.Endpoint, old_encap: tuple[int, int] | None,
@@ -550,6 +597,16 @@ class Responder:
 
     # --- bookkeeping ---------------------------------------------------------------
 
+    def child_lifetimes(self) -> tuple[int, int]:
+        """(soft, hard) kernel lifetimes for a new CHILD_SA. The soft one is spread a
+        little, so children made together do not all rekey at once; the hard one leaves
+        time for a rekey that needs retransmissions."""
+        rekey = self.policy.child_rekey_time
+        if not rekey:
+            return 0, 0
+        spread = int.from_bytes(self.random(2), "big") % max(1, rekey // 10)
+        return rekey - spread, rekey + max(60, rekey // 10)
+
     def new_reqid(self) -> int:
         """The next free reqid, cycling inside the range the kernel layer owns."""
         base, span = self.policy.reqid_base, self.policy.reqid_count
@@ -561,6 +618,9 @@ class Responder:
                 return reqid
         raise ExchangeError(Notify.TEMPORARY_FAILURE, "every reqid is in use",
                             fatal=False)
+
+    def release_spi(self, spi: bytes) -> None:
+        self._spis_in.discard(spi)
 
     def new_spi_in(self) -> bytes:
         while True:

@@ -368,10 +368,11 @@ def negotiate_child(r: Responder, ike_sa: IkeSa, request: Message, sa: SaPayload
     nonce_i, nonce_r = nonces or (ike_sa.nonce_i, ike_sa.nonce_r)
     keymat = child_keymat(keys.prf, keys.sk_d, chosen, nonce_i, nonce_r, dh_shared)
     encap = (ike_sa.local[1], ike_sa.remote[1]) if ike_sa.nat else None
+    soft, hard = r.child_lifetimes()
     return ChildSa(reqid=reqid or r.new_reqid(), spi_in=r.new_spi_in(),
                    spi_out=chosen.peer_spi,
                    chosen=chosen, keys=keymat, ts_i=tuple(ts_i), ts_r=tuple(ts_r),
-                   encap=encap, created=r.now)
+                   encap=encap, created=r.now, soft_lifetime_s=soft, hard_lifetime_s=hard)
 
 
 def narrow_initiator(offered: tuple[TrafficSelector, ...],

@@ -84,7 +84,12 @@ def send_liveness(r: Responder, ike_sa: IkeSa) -> None:
 
 def response_received(r: Responder, ike_sa: IkeSa, pending: PendingRequest,
                       payloads: list[Payload]) -> None:
-    if pending.purpose == "delete":
+    from . import child_rekey
+    if pending.purpose == "rekey-child":
+        child_rekey.response(r, ike_sa, pending, payloads)
+    elif pending.purpose == "delete-child":
+        child_rekey.delete_answered(r, ike_sa, pending)
+    elif pending.purpose == "delete":
         r.remove(ike_sa, ike_sa.close_reason or "closed by the box")
     elif pending.purpose == "liveness":
         r.trace(ike_sa, pending.msg_id, EXCHANGE, "liveness", "the client answered its "

@@ -262,3 +262,31 @@ def test_mobike_client_changes_address_and_its_tunnel_follows(lab):
     steps = [t["step"] for t in lab.box.call("trace", limit=200)]
     assert "mobike" in steps, steps
     assert lab.box_xfrm("state").count("proto esp") == 2, lab.box_spis()
+
+
+def test_the_box_rekeys_a_child_the_client_does_not_and_traffic_goes_on(tmp_path):
+    """strongSwan is told never to rekey; the box's kernel lifetime (60 s, the least
+    the config allows) runs out, the box rekeys the CHILD_SA itself, installs the new
+    pair, deletes the old one, and ping goes on through the new SPIs."""
+    lab = Lab(str(tmp_path))
+    lab.box = Box(lab.topo.box, os.path.join(str(tmp_path), "box"), identity="ikebox.test",
+                  pool={"ipv4": POOL, "dns": []}, ike={"child_rekey_time": 60})
+    try:
+        lab.start_box()
+        lab.box.add_user("alice", PASSWORD)
+        vip = lab.connect()
+        lab.ping(vip, 2)
+        before = installed_child(lab)["spi_in"]
+        assert wait_for(lambda: installed_child(lab)["spi_in"] != before, timeout=150), \
+            lab.explain()
+        lab.ping(vip, 3)
+        # The old pair is gone from the kernel on both sides; one child remains.
+        assert wait_for(lambda: lab.box_xfrm("state").count("proto esp") == 2, 30), \
+            lab.box_spis()
+        assert before not in lab.box_xfrm("state")
+        sas = lab.charon.list_sas()
+        assert sas.count("INSTALLED") == 1, sas
+        steps = [t["step"] for t in lab.box.call("trace", limit=300)]
+        assert "rekey-child" in steps and "delete-child" in steps, steps
+    finally:
+        lab.close()
