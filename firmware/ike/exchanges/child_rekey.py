@@ -117,10 +117,15 @@ def response(r: Responder, ike_sa: IkeSa, pending: PendingRequest,
                 "hard lifetime")
         return
     if old not in ike_sa.children:
-        # The client rekeyed or deleted the child meanwhile: this pair is not needed.
-        r.trace(ike_sa, pending.msg_id, EXCHANGE, "rekey-child", "the client rekeyed "
-                "the CHILD_SA at the same time; dropping the box's new one")
+        # The client rekeyed or deleted the child meanwhile, or rekeyed the IKE SA (the
+        # child lives on the new one): this pair is not needed.
+        r.trace(ike_sa, pending.msg_id, EXCHANGE, "rekey-child", "the client changed "
+                "the CHILD_SA or the IKE SA meanwhile; dropping the box's new pair")
+        r.release_spi(child.spi_in)
         _send_delete(r, ike_sa, child, installed=False)
+        if old.installed:
+            # Still in use on the IKE SA that replaced this one: try again there.
+            old.rekey_due, old.rekey_retry_at = True, r.now + RETRY_AFTER_S
         return
     ike_sa.children.append(child)
     r.install_child(ike_sa, child)
@@ -163,6 +168,7 @@ def installed(r: Responder, ike_sa: IkeSa, child: ChildSa, error: str | None) ->
     old = child.rekey_of
     if error is not None:
         ike_sa.children.remove(child)
+        r.release_spi(child.spi_in)
         r.fail(ike_sa, "kernel", "CHILD_SA rekey install", error)
         r.trace(ike_sa, None, EXCHANGE, "rekey-child", f"the kernel refused the rekeyed "
                 f"CHILD_SA: {error}; the old one goes on until its hard lifetime")
