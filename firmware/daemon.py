@@ -283,7 +283,8 @@ class Daemon:
                 continue
             log.info("kernel: SA %08x (reqid %d) reached its %s lifetime", event.spi,
                      event.reqid, "hard" if event.hard else "soft")
-            self._carry_out(self.responder.child_expired(event.spi, event.hard, time.time()))
+            self._carry_out(self.responder.child_expired(event.spi, event.hard, time.time(),
+                                                         reqid=event.reqid))
 
     def _readable(self, sock: IkeSocket) -> None:
         for _ in range(64):  # bounded, so one busy socket cannot starve the others

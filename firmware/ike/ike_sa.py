@@ -46,6 +46,7 @@ class ChildSa:
     rekey_of: ChildSa | None = field(default=None, repr=False)  # the child this replaces
     rekey_due: bool = False
     delete_due: bool = False        # rekeyed by the box: its DELETE waits for a free slot
+    expired: bool = False           # the kernel dropped it at its hard lifetime
     rekeying: bool = False
     rekey_retry_at: float = 0.0
 
@@ -104,6 +105,8 @@ class IkeSa:
     cp_reply: Any = None
     install_waiter: Any = field(default=None, repr=False)
     children: list[ChildSa] = field(default_factory=list)
+    # Inbound SPIs of children gone without the client knowing yet: DELETEs to send.
+    deletes_due: list[bytes] = field(default_factory=list)
     established: float | None = None  # when the session came up
     initial_contact: bool = False
     mobike_offered: bool = False     # the client sent MOBIKE_SUPPORTED

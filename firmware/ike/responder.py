@@ -99,15 +99,15 @@ class Responder:
                 self._remove(ike_sa, reason)
             elif ike_sa.pending is not None:
                 self._retransmit(ike_sa)
-            elif ike_sa.state == State.ESTABLISHED and \
-                    any(c.rekey_due or c.delete_due for c in ike_sa.children):
-                self._start_due_work(ike_sa)
             elif ike_sa.state == State.DELETING and now >= ike_sa.deadline:
                 # A rekeyed IKE SA whose DELETE never came: nothing hangs off it any more.
                 self._remove(ike_sa, ike_sa.close_reason or "replaced")
             elif ike_sa.state == State.ESTABLISHED and self.policy.dpd_interval > 0 and \
                     now - ike_sa.last_heard >= self.policy.dpd_interval:
                 informational.send_liveness(self, ike_sa)
+            elif ike_sa.state == State.ESTABLISHED and (ike_sa.deletes_due or any(
+                    c.rekey_due or c.delete_due for c in ike_sa.children)):
+                self._start_due_work(ike_sa)
         return self._flush()
 
     def next_deadline(self) -> float | None:
@@ -505,20 +505,25 @@ class Responder:
             break
         return self._flush()
 
-    def child_expired(self, spi: int, hard: bool, now: float) -> list[act.Action]:
+    def child_expired(self, spi: int, hard: bool, now: float,
+                      reqid: int | None = None) -> list[act.Action]:
         """The kernel says one of a child's SAs reached its soft lifetime (the box
         rekeys the child, unless the client did) or its hard one (the kernel dropped
         it: the child ends, and the client is told)."""
         from .exchanges import child_rekey
         self.now = now
         for ike_sa in self.sas.values():
-            child = next((c for c in ike_sa.children if c.installed and spi in
+            # The kernel names an SA by reqid and SPI; SPIs alone may repeat across
+            # clients (each side picks its own).
+            child = next((c for c in ike_sa.children if c.installed and
+                          (reqid is None or c.reqid == reqid) and spi in
                           (int.from_bytes(c.spi_in, "big"),
                            int.from_bytes(c.spi_out, "big"))), None)
             if child is None:
                 continue
             if hard:
                 child_rekey.expired(self, ike_sa, child)
+                self._start_due_work(ike_sa)
             elif not child.rekeying and not child_rekey.superseded(ike_sa, child):
                 child.rekey_due = True
                 self._start_due_work(ike_sa)
@@ -654,6 +659,9 @@ class Responder:
             return
         del self.sas[ike_sa.spi_r]
         self.half_open.pop((ike_sa.spi_i, ike_sa.remote[0]), None)
+        reserved = getattr(ike_sa.pending.context if ike_sa.pending else None, "spi_in", None)
+        if reserved is not None:
+            self.release_spi(reserved)  # a rekey of the box's own that never finished
         for child in ike_sa.children:
             self.drop_child(ike_sa, child)
         ike_sa.children.clear()

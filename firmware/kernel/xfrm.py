@@ -28,7 +28,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from firmware.kernel.records import ChildRecord, EspKeys
 
@@ -399,6 +399,10 @@ class Xfrm:
                 "hard lifetime expired): nothing to move"
             )
         replay = sa.get_attr("XFRMA_REPLAY_ESN_VAL")
+        # The new SA takes over the old one's clock: a client that moves often must
+        # still reach its rekey.
+        spent = max(0, int(time.time()) - int(sa["cur_add_time"] or 0))
+        to, frm = _lifetimes_left(to, spent), _lifetimes_left(frm, spent)
         self._delete_sa(old_dst, keys.spi)
         try:
             self._new_sa(self._sa_message(to, keys, src, dst, encap, replay))
@@ -790,6 +794,16 @@ def _remaining(sa, kind: str, now: float) -> int | None:
     if not limit:
         return None
     return max(0, int(sa["cur_add_time"] + limit - now))
+
+
+def _lifetimes_left(rec: ChildRecord, spent: int) -> ChildRecord:
+    if not rec.soft_lifetime_s and not rec.hard_lifetime_s:
+        return rec
+    return replace(
+        rec,
+        soft_lifetime_s=max(1, rec.soft_lifetime_s - spent) if rec.soft_lifetime_s else 0,
+        hard_lifetime_s=max(2, rec.hard_lifetime_s - spent) if rec.hard_lifetime_s else 0,
+    )
 
 
 def _check_record(rec: ChildRecord) -> None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import crypto
 from ..constants import Dh, ExchangeType, Notify, PayloadType, Protocol
-from ..ike_sa import ChildSa, IkeSa, PendingRequest, State
+from ..ike_sa import ChildSa, IkeSa, PendingRequest
 from ..keys import ChildKeys, child_keymat
 from ..message import (
     DeletePayload, KePayload, NoncePayload, NotifyPayload, Payload, SaPayload, TsPayload,
@@ -58,6 +58,12 @@ def superseded(ike_sa: IkeSa, child: ChildSa) -> bool:
 
 def next_due(r: Responder, ike_sa: IkeSa) -> None:
     """Start one waiting box-initiated exchange (the request slot is free)."""
+    if ike_sa.deletes_due:
+        spis = tuple(ike_sa.deletes_due)
+        ike_sa.deletes_due.clear()
+        r.send_request(ike_sa, ExchangeType.INFORMATIONAL, [DeletePayload(Protocol.ESP, spis)],
+                       "delete-child")
+        return
     for child in ike_sa.children:
         if child.delete_due:
             child.delete_due = False
@@ -116,14 +122,14 @@ def response(r: Responder, ike_sa: IkeSa, pending: PendingRequest,
                 "the rekey is unusable (no SA, nonce or KE); the CHILD_SA ends at its "
                 "hard lifetime")
         return
-    if old not in ike_sa.children:
+    if (old not in ike_sa.children and not old.expired) or superseded(ike_sa, old):
         # The client rekeyed or deleted the child meanwhile, or rekeyed the IKE SA (the
         # child lives on the new one): this pair is not needed.
         r.trace(ike_sa, pending.msg_id, EXCHANGE, "rekey-child", "the client changed "
                 "the CHILD_SA or the IKE SA meanwhile; dropping the box's new pair")
         r.release_spi(child.spi_in)
         _send_delete(r, ike_sa, child, installed=False)
-        if old.installed:
+        if old.installed and old not in ike_sa.children:
             # Still in use on the IKE SA that replaced this one: try again there.
             old.rekey_due, old.rekey_retry_at = True, r.now + RETRY_AFTER_S
         return
@@ -175,6 +181,7 @@ def installed(r: Responder, ike_sa: IkeSa, child: ChildSa, error: str | None) ->
         _delete_when_free(r, ike_sa, child, installed=False)
         return
     child.installed = True
+    child.rekey_of = None  # no chain of predecessors (and their keys) kept alive
     r.trace(ike_sa, None, EXCHANGE, "rekey-child", f"CHILD_SA rekeyed: "
             f"{child.spi_in.hex()}(in)/{child.spi_out.hex()}(out) replaces "
             f"{old.spi_in.hex() if old else '?'}; closing the old one")
@@ -211,10 +218,12 @@ def delete_answered(r: Responder, ike_sa: IkeSa, pending: PendingRequest) -> Non
 
 
 def expired(r: Responder, ike_sa: IkeSa, child: ChildSa) -> None:
-    """Hard lifetime: the kernel has dropped the pair already."""
+    """Hard lifetime: the kernel has dropped the pair already. The client is told as
+    soon as the request slot is free. A rekey of it still under way may land and
+    replace it."""
     ike_sa.children.remove(child)
+    child.expired = True
     r.drop_child(ike_sa, child)
     r.trace(ike_sa, None, EXCHANGE, "expired", f"CHILD_SA {child.spi_in.hex()} reached "
             f"its hard lifetime without a rekey; the kernel removed it")
-    if ike_sa.state == State.ESTABLISHED and ike_sa.pending is None:
-        _send_delete(r, ike_sa, child, installed=False)
+    ike_sa.deletes_due.append(child.spi_in)

@@ -73,6 +73,9 @@ def _new_child(r: Responder, ike_sa: IkeSa, message: Message, sa: SaPayload,
 
     child = negotiate_child(r, ike_sa, message, sa, (nonce.data, nonce_r), shared,
                             reqid=old.reqid if old else None)
+    if ke is not None:
+        # PFS: the group belongs to the child's proposal, in the answer and in rekeys.
+        child.chosen = dataclasses.replace(child.chosen, dh=ke.group)
     if ke is None and any(t.type == TransformType.DH and t.id != Dh.NONE
                           for p in sa.proposals for t in p.transforms
                           if p.num == child.chosen.proposal_num):
@@ -122,6 +125,11 @@ def _rekey_ike_sa(r: Responder, ike_sa: IkeSa, message: Message, sa: SaPayload,
     ke = message.first(KePayload)
     if ke is None:
         raise ExchangeError(Notify.INVALID_SYNTAX, "IKE SA rekey without KE", fatal=False)
+    if ike_sa.pending is not None and ike_sa.pending.purpose in ("rekey-child",
+                                                                 "delete-child"):
+        # §2.25.2: not while the box's own CHILD_SA rekey is under way on this IKE SA.
+        raise ExchangeError(Notify.TEMPORARY_FAILURE, "IKE SA rekey while the box "
+                            "rekeys a CHILD_SA; the client will try again", fatal=False)
     suite = PROFILES[r.policy.profile][0]
     try:
         chosen = choose(sa.proposals, suite, Protocol.IKE, ke.group)
