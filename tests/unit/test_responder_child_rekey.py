@@ -31,6 +31,14 @@ def answer(client, request, payloads):
     return sk.seal(client.mine, header, payloads)
 
 
+def client_rekeys(r, client):
+    """The client rekeys its first CHILD_SA (and leaves the old pair for now)."""
+    payloads = [NotifyPayload(Notify.REKEY_SA, b"", Protocol.ESP, client.child_spi),
+                SaPayload((esp_proposal(os.urandom(4)),)), NoncePayload(os.urandom(32)),
+                *client.auth_first()[-2:]]
+    exchange(r, client, payloads, exchange_type=ExchangeType.CREATE_CHILD_SA)
+
+
 def box_request(client, actions):
     return client.open(only(actions, act.Send).datagrams)
 
@@ -79,10 +87,7 @@ def test_soft_lifetime_makes_the_box_rekey_and_then_delete_the_old_pair(make_res
 
 def test_a_child_the_client_already_rekeyed_is_left_alone(make_responder):
     r, client, ike_sa, old = session(make_responder)
-    payloads = [NotifyPayload(Notify.REKEY_SA, b"", Protocol.ESP, client.child_spi),
-                SaPayload((esp_proposal(os.urandom(4)),)), NoncePayload(os.urandom(32)),
-                *client.auth_first()[-2:]]
-    exchange(r, client, payloads, exchange_type=ExchangeType.CREATE_CHILD_SA)
+    client_rekeys(r, client)
     assert not sends(r.child_expired(int.from_bytes(old.spi_in, "big"), False, T0 + 5))
 
 
@@ -120,10 +125,7 @@ def test_collision_the_box_drops_its_own_new_pair(make_responder):
     request = box_request(client, r.child_expired(int.from_bytes(old.spi_in, "big"),
                                                   False, T0 + 1))
     # Meanwhile the client rekeys the same child and deletes the old pair.
-    payloads = [NotifyPayload(Notify.REKEY_SA, b"", Protocol.ESP, client.child_spi),
-                SaPayload((esp_proposal(os.urandom(4)),)), NoncePayload(os.urandom(32)),
-                *client.auth_first()[-2:]]
-    exchange(r, client, payloads, exchange_type=ExchangeType.CREATE_CHILD_SA)
+    client_rekeys(r, client)
     exchange(r, client, [DeletePayload(Protocol.ESP, (client.child_spi,))],
              exchange_type=ExchangeType.INFORMATIONAL)
     box_spi = request.first(SaPayload).proposals[0].spi
@@ -209,10 +211,7 @@ def test_the_box_does_not_install_a_pair_for_a_child_the_client_just_rekeyed(
     r, client, ike_sa, old = session(make_responder)
     request = box_request(client, r.child_expired(int.from_bytes(old.spi_in, "big"),
                                                   False, T0 + 1))
-    payloads = [NotifyPayload(Notify.REKEY_SA, b"", Protocol.ESP, client.child_spi),
-                SaPayload((esp_proposal(os.urandom(4)),)), NoncePayload(os.urandom(32)),
-                *client.auth_first()[-2:]]
-    exchange(r, client, payloads, exchange_type=ExchangeType.CREATE_CHILD_SA)
+    client_rekeys(r, client)
     actions = r.receive(answer(client, request, [
         SaPayload((esp_proposal(os.urandom(4)),)), NoncePayload(os.urandom(32)),
         TsPayload(PayloadType.TSi, old.ts_r), TsPayload(PayloadType.TSr, old.ts_i)]),
