@@ -49,9 +49,10 @@ def behind_nat(make_responder, mobike: bool = False):
     return r, client, ike_sa, child
 
 
-def informational_from(r, client, remote, local, now=T0 + 1):
+def informational_from(r, client, remote, local, now=T0 + 1, payloads=()):
+    """The client's INFORMATIONAL request, as the box receives it from remote."""
     actions = []
-    for d in client.request(ExchangeType.INFORMATIONAL, []):
+    for d in client.request(ExchangeType.INFORMATIONAL, list(payloads)):
         actions += r.receive(d, remote, local, now)
     return actions
 
@@ -134,10 +135,8 @@ def update_sa_addresses(client, remote, local, cookie2=b"\x11" * 16):
 
 def test_mobike_move_to_a_network_without_nat_drops_udp_encapsulation(make_responder):
     r, client, ike_sa, child = behind_nat(make_responder, mobike=True)
-    actions = []
-    for d in client.request(ExchangeType.INFORMATIONAL,
-                            update_sa_addresses(client, NEW_NET, BOX_4500)):
-        actions += r.receive(d, NEW_NET, BOX_4500, T0 + 1)
+    actions = informational_from(r, client, NEW_NET, BOX_4500, T0 + 1,
+                                 update_sa_addresses(client, NEW_NET, BOX_4500))
 
     assert ike_sa.remote == NEW_NET and not ike_sa.nat
     assert child.encap is None
@@ -157,11 +156,9 @@ def test_mobike_move_to_a_network_without_nat_drops_udp_encapsulation(make_respo
 def test_mobike_move_behind_a_new_nat_keeps_encapsulation_to_the_new_port(make_responder):
     r, client, ike_sa, child = behind_nat(make_responder, mobike=True)
     nat2 = ("203.0.113.99", 61000)
-    actions = []
     # The client believes it is 10.1.1.1:4500; the box sees the NAT's address.
-    for d in client.request(ExchangeType.INFORMATIONAL,
-                            update_sa_addresses(client, ("10.1.1.1", 4500), BOX_4500)):
-        actions += r.receive(d, nat2, BOX_4500, T0 + 1)
+    actions = informational_from(r, client, nat2, BOX_4500, T0 + 1,
+                                 update_sa_addresses(client, ("10.1.1.1", 4500), BOX_4500))
     assert ike_sa.peer_behind_nat and ike_sa.remote == nat2
     assert child.encap == (4500, 61000)
     assert only(actions, act.MoveChild).remote == nat2
@@ -169,10 +166,8 @@ def test_mobike_move_behind_a_new_nat_keeps_encapsulation_to_the_new_port(make_r
 
 def test_update_sa_addresses_without_mobike_agreed_is_ignored(make_responder):
     r, client, ike_sa, child = behind_nat(make_responder, mobike=False)
-    actions = []
-    for d in client.request(ExchangeType.INFORMATIONAL,
-                            update_sa_addresses(client, NAT_NEW, BOX_4500)):
-        actions += r.receive(d, NAT_NEW, BOX_4500, T0 + 1)
+    actions = informational_from(r, client, NAT_NEW, BOX_4500, T0 + 1,
+                                 update_sa_addresses(client, NAT_NEW, BOX_4500))
     notes = client.open(only(actions, act.Send).datagrams).notifies()
     assert Notify.NAT_DETECTION_SOURCE_IP not in notes
     assert ike_sa.peer_behind_nat and child.encap == (4500, 42424)
@@ -212,9 +207,8 @@ def test_delete_after_a_failed_move_names_where_the_kernel_has_the_child(make_re
     move = only(informational_from(r, client, NAT_OTHER_IP, BOX_4500), act.MoveChild)
     r.move_failed(ike_sa.name, child, move.old_local, move.old_remote, move.old_encap,
                   T0 + 1)
-    actions = []
-    for d in client.request(ExchangeType.INFORMATIONAL, [DeletePayload(Protocol.IKE)]):
-        actions += r.receive(d, NAT_OTHER_IP, BOX_4500, T0 + 2)
+    actions = informational_from(r, client, NAT_OTHER_IP, BOX_4500, T0 + 2,
+                                 [DeletePayload(Protocol.IKE)])
     delete = only(actions, act.DeleteChild)
     assert (delete.local, delete.remote) == (BOX_4500, NAT_4500)
 
@@ -248,9 +242,8 @@ def natd(client, remote, local):
 def test_mobike_path_test_from_elsewhere_is_answered_there_and_moves_nothing(make_responder):
     r, client, ike_sa, child = behind_nat(make_responder, mobike=True)
     probe = natd(client, NEW_NET, BOX_4500) + [NotifyPayload(Notify.COOKIE2, b"\x22" * 16)]
-    actions = []
-    for d in client.request(ExchangeType.INFORMATIONAL, probe):
-        actions += r.receive(d, NEW_NET, BOX_4500, T0 + 1)
+    actions = informational_from(r, client, NEW_NET, BOX_4500, T0 + 1,
+                                 probe)
     assert not [a for a in actions if isinstance(a, act.MoveChild)]
     assert ike_sa.remote == NAT_4500 and child.where == (BOX_4500, NAT_4500)
     reply = only(actions, act.Send)
@@ -282,10 +275,8 @@ def test_mobike_session_follows_a_nat_rebinding_but_not_late_esp_after_a_move(
 
 def test_one_update_moves_each_child_once(make_responder):
     r, client, ike_sa, child = behind_nat(make_responder, mobike=True)
-    actions = []
-    for d in client.request(ExchangeType.INFORMATIONAL,
-                            update_sa_addresses(client, NEW_NET, BOX_4500)):
-        actions += r.receive(d, NEW_NET, BOX_4500, T0 + 1)
+    actions = informational_from(r, client, NEW_NET, BOX_4500, T0 + 1,
+                                 update_sa_addresses(client, NEW_NET, BOX_4500))
     move = only(actions, act.MoveChild)
     assert (move.old_remote, move.old_encap) == (NAT_4500, (4500, 31001))
     assert (move.remote, child.encap, child.where) == (NEW_NET, None, (BOX_4500, NEW_NET))
@@ -299,9 +290,8 @@ def test_no_nats_allowed_refuses_an_update_that_crossed_a_nat(make_responder):
                .packed + struct.pack("!HH", 4500, 4500))
     request = [NotifyPayload(Notify.UPDATE_SA_ADDRESSES),
                NotifyPayload(Notify.NO_NATS_ALLOWED, claimed)]
-    actions = []
-    for d in client.request(ExchangeType.INFORMATIONAL, request):
-        actions += r.receive(d, ("203.0.113.99", 61000), BOX_4500, T0 + 1)
+    actions = informational_from(r, client, ("203.0.113.99", 61000), BOX_4500, T0 + 1,
+                                 request)
     notes = client.open(only(actions, act.Send).datagrams).notifies()
     assert Notify.UNEXPECTED_NAT_DETECTED in notes
     assert not [a for a in actions if isinstance(a, act.MoveChild)]
@@ -310,11 +300,8 @@ def test_no_nats_allowed_refuses_an_update_that_crossed_a_nat(make_responder):
     # The same, sent as claimed: no NAT on the way, so the move happens.
     honest = ipaddress.ip_address(NEW_NET[0]).packed + ipaddress.ip_address(
         BOX_4500[0]).packed + struct.pack("!HH", NEW_NET[1], BOX_4500[1])
-    actions = []
-    for d in client.request(ExchangeType.INFORMATIONAL, [
-            NotifyPayload(Notify.UPDATE_SA_ADDRESSES),
-            NotifyPayload(Notify.NO_NATS_ALLOWED, honest)]):
-        actions += r.receive(d, NEW_NET, BOX_4500, T0 + 2)
+    actions = informational_from(r, client, NEW_NET, BOX_4500, T0 + 2, [
+        NotifyPayload(Notify.UPDATE_SA_ADDRESSES), NotifyPayload(Notify.NO_NATS_ALLOWED, honest)])
     assert only(actions, act.MoveChild).remote == NEW_NET and child.encap is None
 
 
