@@ -12,7 +12,7 @@ from typing import Any
 from firmware import config as config_mod
 from firmware.control import ControlClient, DaemonUnreachable
 
-from .netns import Netns
+from .netns import Netns, stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -91,12 +91,6 @@ class Box:
             self.proc.wait(15)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 15)
         if getattr(self, "_log", None):
             self._log.close()

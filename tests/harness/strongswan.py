@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 
-from .netns import Netns
+from .netns import Netns, stop_process
 
 PLUGINS = ("random nonce x509 revocation constraints pubkey pkcs1 pkcs8 pem openssl "
            "kdf hmac sha1 sha2 gmp aes gcm kernel-netlink socket-default vici "
@@ -197,10 +196,4 @@ swanctl {{ load = pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl ran
             return ""
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 10)

@@ -17,9 +17,10 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from hw import boards, leds
-from hw.patterns import COUNT_OFF, COUNT_ON, COUNT_PAUSE, FAULT_COUNTS, Light, count_pattern
+from hw.patterns import FAULT_COUNTS, Light, count_pattern
 from hw.service import LedService
 from tests.harness.ikebox import Box
+from tests.harness.leds import blink_groups
 from tests.harness.netns import Topology
 from tests.harness.strongswan import Charon, Conn
 
@@ -120,26 +121,6 @@ def eventually(check, timeout: float = 10.0, what: str = "") -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"not within {timeout} s: {what}")
-
-
-def blink_groups(pin) -> list[int]:
-    """Blinks per group in a mock pin's recorded history, split at the long pauses.
-
-    MockPin.states holds (seconds the previous level was held, new level), so the
-    history gives exact segment lengths whatever the sampling. The first group may
-    be partial; compare the last ones.
-    """
-    states = list(pin.states)
-    groups, count = [], 0
-    for prev, cur in zip(states, states[1:], strict=False):
-        if prev.state and abs(cur.timestamp - COUNT_ON) < 0.1:
-            count += 1
-        elif prev.state:
-            count = 0  # a steady stretch is no blink
-        elif cur.timestamp > (COUNT_OFF + COUNT_PAUSE) / 2:
-            groups.append(count)
-            count = 0
-    return groups
 
 
 def test_tunnel_light_follows_a_strongswan_session(lab):
