@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 from hw.patterns import COUNT_OFF, COUNT_ON, COUNT_PAUSE
+
+
+def sample(pin, seconds: float) -> list[bool]:
+    """A mock pin's level every 5 ms for `seconds` (real time: the service runs)."""
+    out = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        out.append(pin.state)
+        time.sleep(0.005)
+    return out
 
 
 def blink_groups(pin) -> list[int]:

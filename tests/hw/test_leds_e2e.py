@@ -20,7 +20,7 @@ from hw import boards, leds
 from hw.patterns import FAULT_COUNTS, Light, count_pattern
 from hw.service import LedService
 from tests.harness.ikebox import Box
-from tests.harness.leds import blink_groups
+from tests.harness.leds import blink_groups, sample
 from tests.harness.netns import Topology
 from tests.harness.strongswan import Charon, Conn
 
@@ -51,12 +51,7 @@ class Lights:
         return self.factory.pin(self.board.pins[light])
 
     def watch(self, light: Light, seconds: float) -> list[bool]:
-        pin, out = self.factory.pin(self.board.pins[light]), []
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            out.append(pin.state)
-            time.sleep(0.005)
-        return out
+        return sample(self.pin(light), seconds)
 
     def stop(self) -> None:
         self.service.stop.set()

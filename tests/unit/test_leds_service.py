@@ -23,7 +23,7 @@ from firmware.control import ControlError, ControlServer
 from hw import boards, leds
 from hw.patterns import Light, count_pattern
 from hw.service import LedService, main
-from tests.harness.leds import blink_groups
+from tests.harness.leds import blink_groups, sample
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,12 +104,7 @@ class Running:
         return self.factory.pin(self.board.pins[light])
 
     def watch(self, light: Light, seconds: float) -> list[bool]:
-        pin, out = self.pin(light), []
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            out.append(pin.state)
-            time.sleep(0.005)
-        return out
+        return sample(self.pin(light), seconds)
 
     def stop(self) -> None:
         self.service.stop.set()
